@@ -1,0 +1,150 @@
+"""Command line: ``python -m fer {train,evaluate,predict,video} ...`` (see ``--help``)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+from fer.labels import SPLITS
+
+
+def _add_train(sub) -> None:
+    from fer.training import TrainConfig
+
+    d = TrainConfig()
+    p = sub.add_parser("train", help="train a model on a dataset (resumable)")
+    p.add_argument("--data", required=True, help="fer2013.csv, a Kaggle train/test folder or a class-folder tree")
+    p.add_argument("--arch", default=d.arch, help=f"architecture (default {d.arch}; see --list-archs)")
+    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--out", required=True, help="output model path, e.g. models/mine.keras")
+    p.add_argument("--resume", action="store_true", help="continue the interrupted run that writes --out")
+    p.add_argument("--batch-size", type=int, default=d.batch_size)
+    p.add_argument("--optimizer", choices=("adamw", "sgd"), default=d.optimizer)
+    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
+    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
+    p.add_argument("--schedule", choices=("cosine", "onecycle", "constant"), default=d.schedule)
+    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
+    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
+    p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
+    p.add_argument("--no-augment", action="store_true", help="train without the in-model augmentation")
+    p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"), default="auto")
+    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--init-model", help="fine-tune: start from this model's weights (same architecture)")
+    p.add_argument("--skip-unknown", action="store_true", help="ignore unknown class folders / labels")
+
+
+def _add_evaluate(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a model on a dataset split")
+    p.add_argument("--data", required=True)
+    p.add_argument("--split", choices=(*SPLITS, "all"), default=None,
+                   help="default: public_test when the data has it, else all images")
+    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.add_argument("--tta", nargs="?", const="flip", choices=("flip", "crops"),
+                   help="test-time augmentation: flip (2 passes, default) or crops (10 passes)")
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--skip-unknown", action="store_true")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m fer", description="Facial-expression recognition (FER2013 emotions).")
+    sub = parser.add_subparsers(dest="command", required=True)
+    _add_train(sub)
+    _add_evaluate(sub)
+    try:
+        from fer import cli_predict
+    except ImportError:
+        cli_predict = None
+    if cli_predict is not None:
+        cli_predict.add_commands(sub)
+    return parser
+
+
+class _Bar:
+    """tqdm progress bars for training."""
+
+    def __init__(self) -> None:
+        self.bar = None
+
+    def on_train_begin(self, epochs: int, steps: int, initial_epoch: int) -> None:
+        self.epochs, self.steps = epochs, steps
+
+    def on_batch(self, epoch: int, step: int, steps: int, logs: dict) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{self.epochs}", unit="batch", leave=False)
+        self.bar.update(1)
+        self.bar.set_postfix(loss=f"{logs.get('loss', 0):.3f}", acc=f"{logs.get('accuracy', 0):.3f}")
+
+    def on_epoch(self, epoch: int, epochs: int, logs: dict) -> None:
+        if self.bar is not None:
+            self.bar.close()
+            self.bar = None
+        print(f"epoch {epoch}/{epochs}: loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0):.4f} "
+              f"val_loss {logs.get('val_loss', 0):.4f} val_acc {logs.get('val_accuracy', 0):.4f} "
+              f"({logs.get('seconds', 0):.0f}s)", flush=True)
+
+
+def cmd_train(args) -> int:
+    from fer.data import load_dataset
+    from fer.training import TrainConfig, train
+
+    cfg = TrainConfig(
+        arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
+        weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
+        label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=not args.no_augment,
+        precision=args.precision, seed=args.seed)
+    cfg.validate()
+    data = load_dataset(args.data, skip_unknown=args.skip_unknown)
+    command = "python -m fer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    result = train(data, cfg, args.out, resume=args.resume, listener=_Bar(), init_model=args.init_model,
+                   command=command)
+    val = next(iter(result.card.metrics.values()))
+    state = "stopped early (resume with --resume)" if result.cancelled else "done"
+    print(f"{state}: best epoch {result.card.best_epoch}/{result.card.epochs}, "
+          f"{next(iter(result.card.metrics))} accuracy {val['accuracy']:.4f}; saved {result.model_path}")
+    return 130 if result.cancelled else 0
+
+
+def cmd_evaluate(args) -> int:
+    from fer.data import load_dataset
+    from fer.evaluate import evaluate
+    from fer.modelfile import load_model
+
+    model, card = load_model(args.model)
+    data = load_dataset(args.data, skip_unknown=args.skip_unknown)
+    split = args.split or ("public_test" if "public_test" in data.splits else "all")
+    result = evaluate(model, data.split(split), tta=args.tta)
+    result.update(split=split, model=str(args.model or "default"), architecture=card.architecture)
+    if args.json:
+        print(json.dumps(result))
+    else:
+        print(f"Loss: {result['loss']}  Accuracy: {result['accuracy']}  ({result['n']} images, {split}"
+              f"{', TTA ' + args.tta if args.tta else ''})")
+        for name, m in result["per_class"].items():
+            print(f"  {name:9s} precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
+                  f"f1 {m['f1']:.3f}  n={m['support']}")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate}.get(args.command) or args.handler
+    with warnings.catch_warnings():
+        warnings.simplefilter("default")
+        warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
+        try:
+            return handler(args)
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+        except (ValueError, OSError) as exc:
+            print(f"error: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}", file=sys.stderr)
+            return 2

@@ -1,0 +1,415 @@
+"""Training: one config dataclass, ``compile`` + ``fit`` + callbacks, resumable checkpoints.
+
+A run keeps its state in ``<out>.run/`` next to the output model: ``last.keras`` (model and
+optimizer after the last finished epoch), ``best.keras`` (best epoch on the validation split) and
+``state.json`` (config, epoch, history, best score, elapsed time). ``resume=True`` continues from
+there with the optimizer state and schedule position intact. The final model (the best epoch,
+without optimizer state, float32) is written to ``out`` with its model card.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import shutil
+import threading
+import time
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+from typing import Protocol
+
+import numpy as np
+
+from fer.data import Dataset, Split
+from fer.labels import NUM_CLASSES
+from fer.modelfile import ModelCard, atomic_write_bytes, hardware_description, save_model
+
+
+@dataclass
+class TrainConfig:
+    """Everything that defines a training run; saved in the run state and the model card."""
+
+    arch: str = "vgg"
+    epochs: int = 40
+    batch_size: int = 64
+    optimizer: str = "adamw"  # adamw | sgd
+    lr: float = 2e-3
+    weight_decay: float = 0.05
+    momentum: float = 0.9
+    schedule: str = "cosine"  # cosine | onecycle | constant
+    warmup_epochs: float = 2.0
+    label_smoothing: float = 0.1
+    class_weights: bool = False
+    augment: bool = True
+    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
+    seed: int = 0
+    val_fraction: float = 0.1
+
+    def validate(self) -> None:
+        from fer.model import ARCHITECTURES
+
+        checks = [
+            (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}"),
+            (self.epochs >= 1, "epochs must be at least 1"),
+            (1 <= self.batch_size <= 4096, "batch_size must be between 1 and 4096"),
+            (self.optimizer in ("adamw", "sgd"), "optimizer must be 'adamw' or 'sgd'"),
+            (0 < self.lr <= 10, "lr must be in (0, 10]"),
+            (self.schedule in ("cosine", "onecycle", "constant"), "schedule must be cosine, onecycle or constant"),
+            (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
+            (self.precision in ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+             "precision must be auto, float32, mixed_bfloat16 or mixed_float16"),
+            (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"invalid training config: {message}")
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "TrainConfig":
+        return cls(**{f.name: d[f.name] for f in fields(cls) if f.name in d})
+
+
+class ProgressListener(Protocol):
+    """Receives progress; a web page or a progress bar implements these (all optional)."""
+
+    def on_train_begin(self, epochs: int, steps: int, initial_epoch: int) -> None: ...
+    def on_batch(self, epoch: int, step: int, steps: int, logs: dict) -> None: ...
+    def on_epoch(self, epoch: int, epochs: int, logs: dict) -> None: ...
+
+
+@dataclass
+class TrainResult:
+    model_path: Path
+    card: ModelCard
+    cancelled: bool
+
+
+class TrainingCancelled(Exception):
+    """Raised inside ``fit`` when a cancel was requested; caught by :func:`train`."""
+
+
+# ---------------------------------------------------------------- precision
+
+
+def cpu_has_bf16() -> bool:
+    """True on CPUs with AMX or AVX512-BF16, where bfloat16 mixed precision pays."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return any(f in flags for f in ("amx_bf16", "avx512_bf16"))
+
+
+def resolve_precision(requested: str = "auto") -> str:
+    """Pick the Keras dtype policy: bf16 on GPUs and on AMX/AVX512-BF16 CPUs, else float32."""
+    if requested != "auto":
+        return requested
+    from fer.modelfile import _gpu_names
+
+    return "mixed_bfloat16" if _gpu_names() or cpu_has_bf16() else "float32"
+
+
+@contextlib.contextmanager
+def dtype_policy(policy: str):
+    """Temporarily set Keras' global dtype policy (models keep theirs once built)."""
+    import keras
+
+    old = keras.mixed_precision.dtype_policy()
+    keras.mixed_precision.set_global_policy(policy)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(old)
+
+
+# ---------------------------------------------------------------- compile
+
+
+def make_schedule(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    total = max(1, cfg.epochs * steps_per_epoch)
+    warmup = min(total - 1, int(cfg.warmup_epochs * steps_per_epoch))
+    if cfg.schedule == "constant":
+        return cfg.lr
+    if cfg.schedule == "onecycle":
+        warmup = max(1, int(0.3 * total))
+        return keras.optimizers.schedules.CosineDecay(
+            cfg.lr / 25, total - warmup, alpha=1e-3 / 25, warmup_target=cfg.lr, warmup_steps=warmup)
+    return keras.optimizers.schedules.CosineDecay(
+        cfg.lr * 0.1 if warmup else cfg.lr, total - warmup, alpha=1e-3,
+        warmup_target=cfg.lr if warmup else None, warmup_steps=warmup)
+
+
+def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
+    import keras
+
+    lr = make_schedule(cfg, steps_per_epoch)
+    if cfg.optimizer == "sgd":
+        opt = keras.optimizers.SGD(lr, momentum=cfg.momentum, nesterov=True, weight_decay=cfg.weight_decay)
+    else:
+        opt = keras.optimizers.AdamW(lr, weight_decay=cfg.weight_decay)
+    opt.exclude_from_weight_decay(var_names=["bn", "batch_normalization", "bias", "beta", "gamma"])
+    return opt
+
+
+def compile_model(model, cfg: TrainConfig | None = None, *, lr: float | None = None, steps: int = 1000) -> None:
+    """Compile with the config's optimizer, schedule and label-smoothed cross-entropy (one-hot labels)."""
+    import keras
+
+    cfg = cfg or TrainConfig()
+    if lr is not None:
+        cfg = TrainConfig.from_dict({**asdict(cfg), "lr": lr})
+    model.compile(
+        optimizer=make_optimizer(cfg, steps),
+        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
+    )
+
+
+# ---------------------------------------------------------------- data
+
+
+def to_inputs(split: Split) -> tuple[np.ndarray, np.ndarray]:
+    """Model inputs (n, 48, 48, 1) float32 in 0-255 and one-hot float32 targets."""
+    x = split.x.astype(np.float32)[..., None]
+    y = np.eye(NUM_CLASSES, dtype=np.float32)[split.y]
+    return x, y
+
+
+def train_val_splits(data: Dataset, cfg: TrainConfig) -> tuple[Split, Split, str]:
+    """The training split and the selection split: public_test if present, else a stratified carve-out."""
+    train = data.split("train") if "train" in data.splits else data.split("all")
+    if "public_test" in data.splits and "train" in data.splits:
+        return train, data.splits["public_test"], "public_test"
+    rng = np.random.default_rng(cfg.seed)
+    val_idx = []
+    for c in range(NUM_CLASSES):
+        idx = np.flatnonzero(train.y == c)
+        k = int(round(len(idx) * cfg.val_fraction)) if len(idx) > 1 else 0
+        val_idx.extend(rng.choice(idx, size=k, replace=False).tolist())
+    if not val_idx:
+        raise ValueError("dataset too small to carve a validation split; add more images per class")
+    mask = np.zeros(len(train), bool)
+    mask[val_idx] = True
+    return Split(train.x[~mask], train.y[~mask]), Split(train.x[mask], train.y[mask]), "validation"
+
+
+def class_weight_dict(y: np.ndarray) -> dict[int, float]:
+    counts = np.bincount(y, minlength=NUM_CLASSES).astype(float)
+    weights = len(y) / (NUM_CLASSES * np.maximum(counts, 1))
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+# ---------------------------------------------------------------- run state and callbacks
+
+
+def run_dir(out: str | Path) -> Path:
+    """Where a run keeps its checkpoints: ``models/x.keras`` -> ``models/x.run/``."""
+    out = Path(out)
+    return out.with_name(out.stem + ".run")
+
+
+def _write_json(path: Path, obj: dict) -> None:
+    atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
+
+
+def read_state(out: str | Path) -> dict | None:
+    path = run_dir(out) / "state.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise ValueError(f"run state {path} is unreadable ({exc}); delete {path.parent} to start afresh") from None
+
+
+class _Checkpoint:
+    """Keras callback: per-epoch checkpoint (last + best), state file, progress and cancel."""
+
+    def __new__(cls, *args, **kwargs):
+        import keras
+
+        class Impl(keras.callbacks.Callback):
+            def __init__(self, rdir, state, listener, cancel):
+                super().__init__()
+                self.rdir, self.state, self.listener, self.cancel = rdir, state, listener, cancel
+                self.t0 = time.monotonic()
+                self.epoch_t0 = self.t0
+
+            def on_epoch_begin(self, epoch, logs=None):
+                self.epoch_t0 = time.monotonic()
+
+            def on_train_batch_end(self, batch, logs=None):
+                if self.listener is not None and hasattr(self.listener, "on_batch"):
+                    self.listener.on_batch(self.state["epoch"], batch + 1, self.state["steps"], dict(logs or {}))
+                if self.cancel is not None and self.cancel.is_set():
+                    raise TrainingCancelled()
+
+            def on_epoch_end(self, epoch, logs=None):
+                logs = {k: round(float(v), 5) for k, v in (logs or {}).items()}
+                logs.update(epoch=epoch + 1, seconds=round(time.monotonic() - self.epoch_t0, 1))
+                st = self.state
+                st["history"].append(logs)
+                st["epoch"] = epoch + 1
+                st["elapsed_s"] = round(st.get("elapsed_s_before", 0.0) + time.monotonic() - self.t0, 1)
+                score = logs.get("val_accuracy", -logs.get("val_loss", 0.0))
+                if score > st["best_score"]:
+                    st["best_score"], st["best_epoch"] = score, epoch + 1
+                    atomic_write_bytes(self.rdir / "best.keras", lambda tmp: self.model.save(tmp))
+                atomic_write_bytes(self.rdir / "last.keras", lambda tmp: self.model.save(tmp))
+                _write_json(self.rdir / "state.json", st)
+                if self.listener is not None and hasattr(self.listener, "on_epoch"):
+                    self.listener.on_epoch(epoch + 1, st["config"]["epochs"], logs)
+
+        return Impl(*args, **kwargs)
+
+
+# ---------------------------------------------------------------- train
+
+
+def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, steps: int, init_model: str | None):
+    """Return (model, state): a fresh compiled model, or the last checkpoint of the run."""
+    import keras
+
+    import fer.model
+
+    rdir = run_dir(out)
+    state = read_state(out) if resume else None
+    if state is not None and (rdir / "last.keras").is_file():
+        saved = TrainConfig.from_dict(state["config"])
+        if (saved.arch, saved.batch_size) != (cfg.arch, cfg.batch_size):
+            raise ValueError(f"--resume: run in {rdir} used arch={saved.arch} batch_size={saved.batch_size}; "
+                             "pass the same settings or train to another --out")
+        state["config"]["epochs"] = cfg.epochs
+        state["elapsed_s_before"] = state.get("elapsed_s", 0.0)
+        model = keras.saving.load_model(rdir / "last.keras", compile=True, safe_mode=True)
+        return model, state
+    if rdir.exists():
+        shutil.rmtree(rdir)
+    rdir.mkdir(parents=True)
+    keras.utils.set_random_seed(cfg.seed)
+    with dtype_policy(policy):
+        model = fer.model.build_model(cfg.arch, augment=cfg.augment, seed=cfg.seed)
+    if init_model:
+        from fer.modelfile import load_model
+
+        src, _ = load_model(init_model)
+        model.set_weights(_weights_for(model, src))
+    compile_model(model, cfg, steps=steps)
+    state = {"config": asdict(cfg), "epoch": 0, "steps": steps, "history": [], "best_score": -math.inf,
+             "best_epoch": 0, "elapsed_s": 0.0, "precision": policy, "init_model": init_model}
+    return model, state
+
+
+def _weights_for(model, src) -> list:
+    """Weights of ``src`` for ``model`` (same architecture; the augmentation's RNG state may differ)."""
+    by_path = {w.path: w for w in src.weights}
+    out = []
+    for w in model.weights:
+        s = by_path.get(w.path)
+        if s is None or tuple(s.shape) != tuple(w.shape):
+            if "seed_generator" in w.path:
+                out.append(w.numpy())
+                continue
+            raise ValueError(f"cannot fine-tune: the starting model has no weight matching {w.path}; "
+                             "fine-tuning needs the same architecture")
+        out.append(s.numpy())
+    return out
+
+
+def export_model(best_path: Path, cfg: TrainConfig, out: Path, card: ModelCard) -> Path:
+    """Rebuild the architecture in float32 without optimizer, copy the best weights, save with card."""
+    import keras
+
+    import fer.model
+
+    best = keras.saving.load_model(best_path, compile=False, safe_mode=True)
+    with dtype_policy("float32"):
+        clean = fer.model.build_model(cfg.arch, augment=cfg.augment, seed=cfg.seed)
+    clean.set_weights(_weights_for(clean, best))
+    return save_model(clean, out, card)
+
+
+def train(
+    data: Dataset,
+    cfg: TrainConfig,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    listener: ProgressListener | None = None,
+    cancel: threading.Event | None = None,
+    init_model: str | Path | None = None,
+    command: str = "",
+) -> TrainResult:
+    """Train ``cfg.arch`` on ``data``, select the best epoch on the validation split, save to ``out``.
+
+    Stops early, keeping the best model so far, when ``cancel`` is set or on Ctrl-C; the run can
+    then be continued with ``resume=True``.
+    """
+    cfg.validate()
+    out = Path(out)
+    if out.suffix != ".keras":
+        raise ValueError(f"--out {out} must end in .keras")
+    train_split, val_split, val_name = train_val_splits(data, cfg)
+    steps = math.ceil(len(train_split) / cfg.batch_size)
+    policy = resolve_precision(cfg.precision)
+    model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None)
+    cancelled = _fit(model, state, cfg, train_split, val_split, run_dir(out), listener, cancel)
+    rdir = run_dir(out)
+    if not (rdir / "best.keras").is_file():
+        raise TrainingCancelled("training stopped before the first epoch finished; nothing to save")
+    card = _make_card(state, cfg, data, val_name, command)
+    best = _load_best(rdir)
+    card.metrics = _final_metrics(best, data, val_name, val_split)
+    path = export_model(rdir / "best.keras", cfg, out, card)
+    return TrainResult(path, card, cancelled)
+
+
+def _fit(model, state, cfg, train_split, val_split, rdir, listener, cancel) -> bool:
+    x, y = to_inputs(train_split)
+    xv, yv = to_inputs(val_split)
+    if listener is not None and hasattr(listener, "on_train_begin"):
+        listener.on_train_begin(cfg.epochs, state["steps"], state["epoch"])
+    if state["epoch"] >= cfg.epochs:
+        return False
+    callback = _Checkpoint(rdir, state, listener, cancel)
+    try:
+        model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, initial_epoch=state["epoch"],
+                  validation_data=(xv, yv), shuffle=True, verbose=0, callbacks=[callback],
+                  class_weight=class_weight_dict(train_split.y) if cfg.class_weights else None)
+    except (TrainingCancelled, KeyboardInterrupt):
+        return True
+    return False
+
+
+def _load_best(rdir: Path):
+    import keras
+
+    return keras.saving.load_model(rdir / "best.keras", compile=False, safe_mode=True)
+
+
+def _final_metrics(model, data: Dataset, val_name: str, val_split: Split) -> dict:
+    from fer.evaluate import evaluate
+
+    metrics = {val_name: evaluate(model, val_split)}
+    if val_name == "public_test":
+        metrics["public_test_tta_flip"] = evaluate(model, val_split, tta="flip")
+    return metrics
+
+
+def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str, command: str) -> ModelCard:
+    return ModelCard(
+        architecture=cfg.arch,
+        config={**asdict(cfg), "selection_split": val_name, "init_model": state.get("init_model")},
+        data=data.describe(),
+        epochs=state["epoch"],
+        best_epoch=state["best_epoch"],
+        wall_time_s=state.get("elapsed_s", 0.0),
+        hardware=hardware_description(),
+        precision=state.get("precision", ""),
+        history=state["history"],
+        command=command or os.environ.get("FER_TRAIN_COMMAND", ""),
+    )
