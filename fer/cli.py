@@ -32,6 +32,8 @@ def _add_train(sub) -> None:
     p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
     p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
     p.add_argument("--no-augment", action="store_true", help="train without the in-model augmentation")
+    p.add_argument("--augment-strength", type=float, default=d.augment_strength,
+                   help="scale every augmentation range (0 = none, 1 = default, up to 2)")
     p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"), default="auto")
     p.add_argument("--seed", type=int, default=d.seed)
     p.add_argument("--init-model", help="fine-tune: start from this model's weights (same architecture)")
@@ -98,6 +100,7 @@ def cmd_train(args) -> int:
         arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=not args.no_augment,
+        augment_strength=args.augment_strength,
         precision=args.precision, seed=args.seed)
     cfg.validate()
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
@@ -116,8 +119,8 @@ def cmd_evaluate(args) -> int:
     from fer.evaluate import evaluate
     from fer.modelfile import load_model
 
-    model, card = load_model(args.model)
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
+    model, card = load_model(args.model)
     split = args.split or ("public_test" if "public_test" in data.splits else "all")
     result = evaluate(model, data.split(split), tta=args.tta)
     result.update(split=split, model=str(args.model or "default"), architecture=card.architecture)
@@ -132,10 +135,29 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def quiet_keras_import() -> None:
+    """Import Keras (and TensorFlow) with its start-up chatter on stderr silenced."""
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    try:
+        saved = os.dup(2)
+    except OSError:
+        saved = None
+    try:
+        if saved is not None:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 2)
+            os.close(devnull)
+        import keras  # noqa: F401
+    finally:
+        if saved is not None:
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def main(argv: list[str] | None = None) -> int:
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     parser = build_parser()
     args = parser.parse_args(argv)
+    quiet_keras_import()
     handler = {"train": cmd_train, "evaluate": cmd_evaluate}.get(args.command) or args.handler
     with warnings.catch_warnings():
         warnings.simplefilter("default")

@@ -155,7 +155,15 @@ ARCHITECTURES: dict[str, tuple[Callable, str]] = {
 DEFAULT_ARCH = "vgg"
 
 
-def build_model(arch: str = DEFAULT_ARCH, *, augment: bool = True, seed: int | None = None) -> keras.Model:
+def augmentation(strength: float = 1.0, seed: int | None = None) -> FaceAugment:
+    """The default :class:`FaceAugment`, every range scaled by ``strength`` (0 = off, 1 = default)."""
+    s = float(strength)
+    return FaceAugment(rotation=15.0 * s, zoom=0.15 * s, shift=0.1 * s, brightness=0.2 * s, contrast=0.3 * s,
+                       blur=0.2 * s, erase=0.5 * s, seed=seed, name="augment")
+
+
+def build_model(arch: str = DEFAULT_ARCH, *, augment: bool = True, augment_strength: float = 1.0,
+                seed: int | None = None) -> keras.Model:
     """Build an uncompiled model: raw 48x48x1 gray (0-255) in, 7 softmax probabilities out."""
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
@@ -163,5 +171,5 @@ def build_model(arch: str = DEFAULT_ARCH, *, augment: bool = True, seed: int | N
     inputs = keras.Input(INPUT_SHAPE, name="face")
     x = layers.Rescaling(1.0 / 255.0, dtype="float32", name="rescale")(inputs)
     if augment:
-        x = FaceAugment(seed=seed, name="augment")(x)
+        x = augmentation(augment_strength, seed)(x)
     return keras.Model(inputs, body(x), name=arch)

@@ -132,16 +132,15 @@ def load_model(path: str | Path | None = None, *, compile: bool = False):
 
     ``path=None`` loads the shipped default model. Loading uses Keras safe mode.
     """
-    import keras
-
-    import fer.model  # noqa: F401 - registers the custom layers
-
     path = Path(path) if path is not None else DEFAULT_MODEL
     if not path.is_file():
         raise ValueError(f"model file {path} does not exist")
     card = read_card(path)
     if not zipfile.is_zipfile(path):
         raise ValueError(f"model file {path} is not a valid .keras archive (truncated or corrupt?)")
+    import keras
+
+    import fer.model  # noqa: F401 - registers the custom layers
     try:
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for broken files

@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import weakref
 from typing import Callable
 
 import numpy as np
+
+_CACHE: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
 
 
 def compiled_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
@@ -14,6 +17,12 @@ def compiled_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     ``model.predict`` for small batches, and safe to call from several threads); other backends
     use Keras' compiled ``predict_on_batch``.
     """
+    if model not in _CACHE:
+        _CACHE[model] = _make_predictor(model)
+    return _CACHE[model]
+
+
+def _make_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
     import keras
 
     if keras.backend.backend() == "tensorflow":

@@ -43,6 +43,7 @@ class TrainConfig:
     label_smoothing: float = 0.1
     class_weights: bool = False
     augment: bool = True
+    augment_strength: float = 1.0
     precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
     seed: int = 0
     val_fraction: float = 0.1
@@ -61,6 +62,7 @@ class TrainConfig:
             (self.precision in ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
              "precision must be auto, float32, mixed_bfloat16 or mixed_float16"),
             (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
+            (0 <= self.augment_strength <= 2, "augment_strength must be in [0, 2]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -226,45 +228,43 @@ def read_state(out: str | Path) -> dict | None:
         raise ValueError(f"run state {path} is unreadable ({exc}); delete {path.parent} to start afresh") from None
 
 
-class _Checkpoint:
-    """Keras callback: per-epoch checkpoint (last + best), state file, progress and cancel."""
+def _checkpoint_callback(rdir: Path, state: dict, listener, cancel):
+    """A Keras callback: per-epoch checkpoint (last + best), state file, progress and cancel."""
+    import keras  # imported here so that importing fer.training stays light
 
-    def __new__(cls, *args, **kwargs):
-        import keras
+    class Checkpoint(keras.callbacks.Callback):
+        def __init__(self, rdir, state, listener, cancel):
+            super().__init__()
+            self.rdir, self.state, self.listener, self.cancel = rdir, state, listener, cancel
+            self.t0 = time.monotonic()
+            self.epoch_t0 = self.t0
 
-        class Impl(keras.callbacks.Callback):
-            def __init__(self, rdir, state, listener, cancel):
-                super().__init__()
-                self.rdir, self.state, self.listener, self.cancel = rdir, state, listener, cancel
-                self.t0 = time.monotonic()
-                self.epoch_t0 = self.t0
+        def on_epoch_begin(self, epoch, logs=None):
+            self.epoch_t0 = time.monotonic()
 
-            def on_epoch_begin(self, epoch, logs=None):
-                self.epoch_t0 = time.monotonic()
+        def on_train_batch_end(self, batch, logs=None):
+            if self.listener is not None and hasattr(self.listener, "on_batch"):
+                self.listener.on_batch(self.state["epoch"], batch + 1, self.state["steps"], dict(logs or {}))
+            if self.cancel is not None and self.cancel.is_set():
+                raise TrainingCancelled()
 
-            def on_train_batch_end(self, batch, logs=None):
-                if self.listener is not None and hasattr(self.listener, "on_batch"):
-                    self.listener.on_batch(self.state["epoch"], batch + 1, self.state["steps"], dict(logs or {}))
-                if self.cancel is not None and self.cancel.is_set():
-                    raise TrainingCancelled()
+        def on_epoch_end(self, epoch, logs=None):
+            logs = {k: round(float(v), 5) for k, v in (logs or {}).items()}
+            logs.update(epoch=epoch + 1, seconds=round(time.monotonic() - self.epoch_t0, 1))
+            st = self.state
+            st["history"].append(logs)
+            st["epoch"] = epoch + 1
+            st["elapsed_s"] = round(st.get("elapsed_s_before", 0.0) + time.monotonic() - self.t0, 1)
+            score = logs.get("val_accuracy", -logs.get("val_loss", 0.0))
+            if score > st["best_score"]:
+                st["best_score"], st["best_epoch"] = score, epoch + 1
+                atomic_write_bytes(self.rdir / "best.keras", lambda tmp: self.model.save(tmp))
+            atomic_write_bytes(self.rdir / "last.keras", lambda tmp: self.model.save(tmp))
+            _write_json(self.rdir / "state.json", st)
+            if self.listener is not None and hasattr(self.listener, "on_epoch"):
+                self.listener.on_epoch(epoch + 1, st["config"]["epochs"], logs)
 
-            def on_epoch_end(self, epoch, logs=None):
-                logs = {k: round(float(v), 5) for k, v in (logs or {}).items()}
-                logs.update(epoch=epoch + 1, seconds=round(time.monotonic() - self.epoch_t0, 1))
-                st = self.state
-                st["history"].append(logs)
-                st["epoch"] = epoch + 1
-                st["elapsed_s"] = round(st.get("elapsed_s_before", 0.0) + time.monotonic() - self.t0, 1)
-                score = logs.get("val_accuracy", -logs.get("val_loss", 0.0))
-                if score > st["best_score"]:
-                    st["best_score"], st["best_epoch"] = score, epoch + 1
-                    atomic_write_bytes(self.rdir / "best.keras", lambda tmp: self.model.save(tmp))
-                atomic_write_bytes(self.rdir / "last.keras", lambda tmp: self.model.save(tmp))
-                _write_json(self.rdir / "state.json", st)
-                if self.listener is not None and hasattr(self.listener, "on_epoch"):
-                    self.listener.on_epoch(epoch + 1, st["config"]["epochs"], logs)
-
-        return Impl(*args, **kwargs)
+    return Checkpoint(rdir, state, listener, cancel)
 
 
 # ---------------------------------------------------------------- train
@@ -292,7 +292,7 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
     rdir.mkdir(parents=True)
     keras.utils.set_random_seed(cfg.seed)
     with dtype_policy(policy):
-        model = fer.model.build_model(cfg.arch, augment=cfg.augment, seed=cfg.seed)
+        model = fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength, seed=cfg.seed)
     if init_model:
         from fer.modelfile import load_model
 
@@ -328,7 +328,7 @@ def export_model(best_path: Path, cfg: TrainConfig, out: Path, card: ModelCard) 
 
     best = keras.saving.load_model(best_path, compile=False, safe_mode=True)
     with dtype_policy("float32"):
-        clean = fer.model.build_model(cfg.arch, augment=cfg.augment, seed=cfg.seed)
+        clean = fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength, seed=cfg.seed)
     clean.set_weights(_weights_for(clean, best))
     return save_model(clean, out, card)
 
@@ -375,7 +375,7 @@ def _fit(model, state, cfg, train_split, val_split, rdir, listener, cancel) -> b
         listener.on_train_begin(cfg.epochs, state["steps"], state["epoch"])
     if state["epoch"] >= cfg.epochs:
         return False
-    callback = _Checkpoint(rdir, state, listener, cancel)
+    callback = _checkpoint_callback(rdir, state, listener, cancel)
     try:
         model.fit(x, y, batch_size=cfg.batch_size, epochs=cfg.epochs, initial_epoch=state["epoch"],
                   validation_data=(xv, yv), shuffle=True, verbose=0, callbacks=[callback],

@@ -1,0 +1,55 @@
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from synth import make_split, write_kaggle_folders
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "TF_CPP_MIN_LOG_LEVEL": "3"}
+    return subprocess.run([sys.executable, "-m", "fer", *args], capture_output=True, text=True, env=env,
+                          timeout=timeout, cwd=ROOT)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    root = tmp_path_factory.mktemp("cli")
+    data = write_kaggle_folders(root / "data", {"train": make_split(6, 1), "public_test": make_split(2, 2)})
+    out = root / "m.keras"
+    proc = run_cli("train", "--data", str(data), "--epochs", "1", "--batch-size", "16", "--out", str(out))
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return data, out, proc
+
+
+def test_train_then_evaluate_json(trained):
+    data, out, proc = trained
+    assert "public_test accuracy" in proc.stdout and out.is_file() and out.with_suffix(".json").is_file()
+    card = json.loads(out.with_suffix(".json").read_text())
+    assert card["command"].startswith("python -m fer train --data") and card["epochs"] == 1
+    ev = run_cli("evaluate", "--data", str(data), "--model", str(out), "--json")
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    result = json.loads(ev.stdout)
+    assert {"accuracy", "loss", "n", "labels", "per_class", "confusion"} <= set(result)
+    assert result["n"] == 14 and result["split"] == "public_test" and len(result["confusion"]) == 7
+    assert result["accuracy"] == card["metrics"]["public_test"]["accuracy"]
+    plain = run_cli("evaluate", "--data", str(data), "--model", str(out), "--split", "all", "--tta")
+    assert plain.returncode == 0 and plain.stdout.startswith("Loss: ") and "Accuracy: " in plain.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["evaluate", "--data", "/nonexistent/dir"], "does not exist"),
+    (["evaluate", "--data", ".", "--model", "/nonexistent.keras"], "does not exist"),
+    (["train", "--data", ".", "--epochs", "0", "--out", "x.keras"], "epochs must be at least 1"),
+    (["train", "--data", ".", "--arch", "nope", "--out", "x.keras"], "arch must be one of"),
+])
+def test_bad_arguments_are_one_line_errors(args, message):
+    proc = run_cli(*args)
+    assert proc.returncode == 2
+    assert message in proc.stderr and "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1

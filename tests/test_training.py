@@ -1,0 +1,78 @@
+import threading
+
+import numpy as np
+import pytest
+
+from fer.data import Dataset, Split
+from fer.evaluate import evaluate, metrics_from_probs, tta_views
+from fer.modelfile import load_model
+from fer.training import TrainConfig, TrainingCancelled, read_state, run_dir, train
+from synth import make_split
+
+
+def tiny_data(with_test: bool = True) -> Dataset:
+    splits = {"train": Split(*make_split(10, 1))}
+    if with_test:
+        splits["public_test"] = Split(*make_split(3, 2))
+    return Dataset("synthetic", "test", splits)
+
+
+CFG = dict(arch="vgg", batch_size=16, lr=3e-3, warmup_epochs=0.5, precision="float32")
+
+
+def test_train_save_load_evaluate_and_resume(tmp_path):
+    data, out = tiny_data(), tmp_path / "m.keras"
+    first = train(data, TrainConfig(**CFG, epochs=1), out)
+    assert not first.cancelled and first.card.epochs == 1 and out.is_file()
+    state = read_state(out)
+    assert state["epoch"] == 1 and len(state["history"]) == 1
+    second = train(data, TrainConfig(**CFG, epochs=2), out, resume=True)
+    state = read_state(out)
+    assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
+    assert second.card.epochs == 2 and len(second.card.history) == 2
+    import keras
+
+    last = keras.saving.load_model(run_dir(out) / "last.keras", compile=True)
+    assert int(last.optimizer.iterations.numpy()) == 2 * state["steps"]  # schedule position kept
+    model, card = load_model(out)
+    assert card.config["selection_split"] == "public_test" and card.best_epoch in (1, 2)
+    again = evaluate(model, data.split("public_test"))
+    assert again["accuracy"] == card.metrics["public_test"]["accuracy"]
+    assert "public_test_tta_flip" in card.metrics and getattr(model, "optimizer", None) is None
+
+
+def test_cancel_keeps_best_epoch_and_never_breaks_the_output(tmp_path):
+    data, out = tiny_data(with_test=False), tmp_path / "c.keras"
+    cancel = threading.Event()
+
+    class StopInSecondEpoch:
+        def on_batch(self, epoch, step, steps, logs):
+            if epoch == 1 and step == 2:
+                cancel.set()
+
+    result = train(data, TrainConfig(**CFG, epochs=3), out, listener=StopInSecondEpoch(), cancel=cancel)
+    assert result.cancelled and result.card.epochs == 1 and result.card.best_epoch == 1
+    assert result.card.config["selection_split"] == "validation"
+    load_model(out)
+    cancel.set()
+    with pytest.raises(TrainingCancelled):
+        train(data, TrainConfig(**CFG, epochs=1), tmp_path / "never.keras", cancel=cancel)
+    assert not (tmp_path / "never.keras").exists()
+
+
+def test_bad_config_is_refused():
+    with pytest.raises(ValueError, match="epochs must be at least 1"):
+        TrainConfig(epochs=0).validate()
+    with pytest.raises(ValueError, match="arch must be one of"):
+        TrainConfig(arch="nope").validate()
+
+
+def test_metrics_and_tta_views():
+    y = np.array([0, 0, 1, 3])
+    probs = np.eye(7)[[0, 1, 1, 3]] * 0.9 + 0.1 / 7
+    m = metrics_from_probs(probs, y)
+    assert m["accuracy"] == 0.75 and m["confusion"][0][:2] == [1, 1]
+    assert m["per_class"]["angry"]["recall"] == 0.5 and m["per_class"]["disgust"]["precision"] == 0.5
+    x = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48)
+    assert len(tta_views(x, "flip")) == 2 and len(tta_views(x, "crops")) == 10
+    np.testing.assert_array_equal(tta_views(x, "flip")[1], x[:, :, ::-1])
