@@ -48,6 +48,20 @@ def measure(arch: str, policy: str, batches: int, batch_size: int) -> tuple[floa
     return train, infer
 
 
+def macs(model) -> int:
+    """Multiply-accumulates of one forward pass (conv and dense layers)."""
+    total = 0
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind == "Conv2D":
+            h, w, c_out = layer.output.shape[1:]
+            k_h, k_w, c_in, _ = layer.kernel.shape
+            total += h * w * c_out * k_h * k_w * c_in
+        elif kind == "Dense":
+            total += int(layer.kernel.shape[0] * layer.kernel.shape[1])
+    return int(total)
+
+
 def _compiled_call(model):
     from fer.predictor import compiled_predictor
 
@@ -60,6 +74,11 @@ def main() -> None:
     p.add_argument("--batches", type=int, default=20)
     p.add_argument("--batch-size", type=int, default=64)
     args = p.parse_args()
+    from fer.model import build_model
+
+    for arch in args.archs.split(","):
+        m = build_model(arch)
+        print(f"{arch}: {m.count_params():,} parameters, {macs(m) / 1e6:.0f} M multiply-accumulates per image")
     print(f"| arch | precision | train img/s | infer img/s (batch {args.batch_size}) | train x | infer x |")
     print("|---|---|---:|---:|---:|---:|")
     for arch in args.archs.split(","):

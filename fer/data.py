@@ -285,8 +285,10 @@ def _parse_rows(reader, cols: dict[str, str], path: Path, skip_unknown: bool) ->
         face = _csv_pixels(row.get(cols["pixels"]))
         usage = (row.get(cols["usage"]) or "Training") if "usage" in cols else "Training"
         split = USAGE_TO_SPLIT.get(usage.strip().lower())
-        if label is None or face is None or split is None:
-            skipped += label is not None or not skip_unknown
+        if label is None:  # an unknown label the caller asked to skip
+            continue
+        if face is None or split is None:
+            skipped += 1
             continue
         xs, ys = by_split.setdefault(split, ([], []))
         xs.append(face)
@@ -322,7 +324,7 @@ def _csv_pixels(value: str | None) -> np.ndarray | None:
 
 def write_csv(path: str | Path, data: Dataset) -> None:
     """Write a dataset as a fer2013.csv-style file (emotion,pixels,Usage)."""
-    usage = {v: k for k, v in {"Training": "train", "PublicTest": "public_test", "PrivateTest": "private_test"}.items()}
+    usage = {"train": "Training", "public_test": "PublicTest", "private_test": "PrivateTest"}
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["emotion", "pixels", "Usage"])
