@@ -119,8 +119,8 @@ def cmd_evaluate(args) -> int:
     from fer.evaluate import evaluate
     from fer.modelfile import load_model
 
-    data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     model, card = load_model(args.model)
+    data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     split = args.split or ("public_test" if "public_test" in data.splits else "all")
     result = evaluate(model, data.split(split), tta=args.tta)
     result.update(split=split, model=str(args.model or "default"), architecture=card.architecture)

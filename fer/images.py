@@ -64,3 +64,73 @@ def to_face_array(gray: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
 def load_face_file(path: str | Path) -> np.ndarray:
     """Read a face-crop image file of any size/mode into a 48x48 uint8 gray array."""
     return to_face_array(pil_to_gray(open_image(path)))
+
+
+# ---------------------------------------------------------------- full images for face detection
+
+def pil_to_bgr(img: Image.Image) -> np.ndarray:
+    """Convert any PIL mode to a uint8 BGR array (h, w, 3); transparency is composited on white."""
+    import cv2
+
+    if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F", "L", "1"):
+        return cv2.cvtColor(pil_to_gray(img), cv2.COLOR_GRAY2BGR)
+    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
+        rgba = img.convert("RGBA")
+        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8)[..., ::-1])
+
+
+def load_bgr(source: str | Path | bytes) -> np.ndarray:
+    """Read an image file or bytes into a uint8 BGR array, EXIF orientation applied (bombs refused)."""
+    return pil_to_bgr(open_image(source))
+
+
+def to_bgr(image: np.ndarray, channels: str = "bgr") -> np.ndarray:
+    """Any image array to a contiguous uint8 BGR array (h, w, 3).
+
+    Accepts gray (h, w) or (h, w, 1), colour (h, w, 3) and colour with alpha (h, w, 4), whose
+    channel order ``channels`` names ("bgr": OpenCV frames, "rgb": PIL / matplotlib). uint8 is
+    used as is, uint16 is scaled from 0..65535, floats are read as 0..1 when their maximum is at
+    most 1 (else as 0..255), bool as black/white. Alpha is composited on white.
+    """
+    import cv2
+
+    if channels not in ("bgr", "rgb"):
+        raise ValueError(f"channels={channels!r} is not supported; use 'bgr' (OpenCV frames) or 'rgb' (PIL arrays)")
+    a = np.asarray(image)
+    if a.ndim == 3 and a.shape[2] == 1:
+        a = a[..., 0]
+    if a.ndim not in (2, 3) or (a.ndim == 3 and a.shape[2] not in (3, 4)):
+        raise ValueError(f"image array has shape {a.shape}; expected (h, w) gray, (h, w, 3) colour "
+                         "or (h, w, 4) with alpha")
+    if a.shape[0] == 0 or a.shape[1] == 0:
+        raise ValueError(f"image array has shape {a.shape}: zero width or height")
+    a = _to_uint8(a)
+    if a.ndim == 2:
+        return cv2.cvtColor(a, cv2.COLOR_GRAY2BGR)
+    if a.shape[2] == 4:
+        alpha = a[..., 3:].astype(np.uint16)
+        a = ((a[..., :3] * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+    if channels == "rgb":
+        a = a[..., ::-1]
+    return np.ascontiguousarray(a)
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_:
+        return a.astype(np.uint8) * 255
+    if a.dtype == np.uint16:
+        return ((a.astype(np.uint32) * 255 + 32767) // 65535).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.isfinite(a).all():
+            raise ValueError("image array has NaN or infinite values; replace them before analysing")
+        top = 1.0 if a.max(initial=0) <= 1.0 else 255.0
+        return np.clip(a * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.integer):
+        if a.min(initial=0) < 0 or a.max(initial=0) > 255:
+            raise ValueError(f"{a.dtype} image values span {a.min()}..{a.max()}; "
+                             "give uint8 (0..255) or uint16 (0..65535)")
+        return a.astype(np.uint8)
+    raise ValueError(f"image array has dtype {a.dtype}; give uint8, uint16, float or bool pixels")
