@@ -91,7 +91,6 @@ print(json.dumps({"backend": keras.backend.backend()}))
 
 
 def test_keras_file_moves_between_tensorflow_and_jax(tmp_path):
-    pytest.importorskip("jax")
     from fer.modelfile import ModelCard, load_model, save_model
 
     x = np.random.default_rng(2).integers(0, 256, (4, 48, 48, 1)).astype("float32")

@@ -1,0 +1,35 @@
+"""Test session set-up shared by all test modules."""
+
+from __future__ import annotations
+
+import pytest
+
+from ui.native import preload_webrtc
+
+# The app tests run pages that import streamlit-webrtc (aiortc) in the same process where other
+# tests have already loaded TensorFlow; bind the SRTP library first (see ui/native.py).
+preload_webrtc()
+
+
+@pytest.fixture(scope="session")
+def model_path(tmp_path_factory):
+    """A real small VGG model, trained 3 epochs on generated faces, with its full card.
+
+    Trained (not just initialised) so that different faces get clearly different probabilities;
+    its card has metrics, history and data like a real run's.
+    """
+    from fer.data import Dataset, Split
+    from fer.training import TrainConfig, train
+    from synth import make_split
+
+    (x, y), (tx, ty) = make_split(10, 1), make_split(3, 2)
+    data = Dataset("generated faces", "synth", {"train": Split(x, y), "public_test": Split(tx, ty)})
+    cfg = TrainConfig(arch="vgg", epochs=3, batch_size=16, augment=False, warmup_epochs=0)
+    return train(data, cfg, tmp_path_factory.mktemp("model") / "vgg.keras").model_path
+
+
+@pytest.fixture(scope="session")
+def recognizer(model_path):
+    from fer.inference import EmotionRecognizer
+
+    return EmotionRecognizer(model_path)
