@@ -1,6 +1,6 @@
-"""The Streamlit app's shared code.
+"""The Streamlit app's shared code (see docs/app.md).
 
-``state`` and ``widgets`` import Streamlit (cached loaders, the sidebar model selector, page parts);
-``settings``, ``registry``, ``archive``, ``analysis``, ``live``, ``jobs`` and ``charts`` do not, and are
-tested without a browser.
+``state``, ``widgets`` and ``patches`` import Streamlit (cached loaders, the sidebar model picker,
+page parts, one runner adjustment); ``settings``, ``registry``, ``archive``, ``analysis``, ``live``,
+``jobs``, ``train_worker``, ``charts`` and ``native`` do not, and are tested without a browser.
 """

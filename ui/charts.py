@@ -1,0 +1,99 @@
+"""Plotly figures for the app, in the same emotion colours as the boxes drawn on images."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import plotly.graph_objects as go
+from plotly.subplots import make_subplots
+
+from fer.draw import EMOTION_COLORS
+from fer.labels import EMOTIONS
+
+_MARGIN = dict(l=10, r=10, t=40, b=10)
+
+
+def _colors(labels: Sequence[str]) -> list[str]:
+    return [EMOTION_COLORS.get(label, "#888888") for label in labels]
+
+
+def probability_bar(scores: Mapping[str, float], title: str = "", height: int = 230) -> go.Figure:
+    """Horizontal bars of the 7 probabilities, in label order (top to bottom)."""
+    labels = [e for e in EMOTIONS if e in scores]
+    values = [float(scores[e]) for e in labels]
+    fig = go.Figure(go.Bar(
+        x=values, y=labels, orientation="h", marker_color=_colors(labels),
+        text=[f"{v:.0%}" for v in values], textposition="outside", cliponaxis=False,
+        hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
+    fig.update_layout(title=title or None, height=height, margin=dict(l=10, r=30, t=30 if title else 5, b=5),
+                      xaxis=dict(range=[0, 1.15], tickformat=".0%", showgrid=False, visible=False),
+                      yaxis=dict(autorange="reversed"), showlegend=False)
+    return fig
+
+
+def recall_bar(per_class: Mapping[str, Mapping], title: str = "Recall per class") -> go.Figure:
+    labels = [e for e in EMOTIONS if e in per_class]
+    recall = [float(per_class[e]["recall"]) for e in labels]
+    support = [int(per_class[e].get("support", 0)) for e in labels]
+    fig = go.Figure(go.Bar(
+        x=labels, y=recall, marker_color=_colors(labels), customdata=support,
+        text=[f"{r:.0%}" for r in recall], textposition="outside", cliponaxis=False,
+        hovertemplate="%{x}: recall %{y:.1%} of %{customdata} images<extra></extra>"))
+    fig.update_layout(title=title, height=320, margin=_MARGIN, yaxis=dict(range=[0, 1.1], tickformat=".0%"))
+    return fig
+
+
+def confusion_heatmap(confusion: Sequence[Sequence[int]], labels: Sequence[str] = EMOTIONS,
+                      title: str = "Confusion matrix (rows: true label, share of the row)") -> go.Figure:
+    """Row-normalised heatmap (share of each true class), raw counts in the hover and cell text."""
+    rows = [[int(v) for v in row] for row in confusion]
+    shares = [[v / max(1, sum(row)) for v in row] for row in rows]
+    text = [[f"{s:.0%}<br>{v}" for s, v in zip(srow, row)] for srow, row in zip(shares, rows)]
+    fig = go.Figure(go.Heatmap(
+        z=shares, x=list(labels), y=list(labels), zmin=0, zmax=1, colorscale="Blues",
+        text=text, texttemplate="%{text}", customdata=rows,
+        hovertemplate="true %{y}, predicted %{x}: %{customdata} (%{z:.1%})<extra></extra>",
+        colorbar=dict(tickformat=".0%")))
+    fig.update_layout(title=title, height=430, margin=_MARGIN,
+                      xaxis=dict(title="predicted", side="bottom"), yaxis=dict(title="true", autorange="reversed"))
+    return fig
+
+
+def training_curves(history: Sequence[Mapping], title: str = "") -> go.Figure:
+    """Loss and accuracy per epoch, train and validation, side by side."""
+    fig = make_subplots(rows=1, cols=2, subplot_titles=("loss", "accuracy"))
+    epochs = [int(h.get("epoch", i + 1)) for i, h in enumerate(history)]
+    for col, metric in ((1, "loss"), (2, "accuracy")):
+        for prefix, name, dash in (("", "train", "solid"), ("val_", "validation", "dot")):
+            key = prefix + metric
+            points = [(e, h[key]) for e, h in zip(epochs, history) if key in h]
+            if not points:
+                continue
+            fig.add_trace(go.Scatter(
+                x=[p[0] for p in points], y=[p[1] for p in points], mode="lines+markers", name=name,
+                line=dict(dash=dash, color="#1f77b4" if prefix == "" else "#ff7f0e"),
+                legendgroup=name, showlegend=col == 1), row=1, col=col)
+    fig.update_xaxes(title_text="epoch", dtick=1 if len(epochs) <= 20 else None)
+    fig.update_yaxes(tickformat=".0%", row=1, col=2)
+    fig.update_layout(title=title or None, height=330, margin=dict(l=10, r=10, t=50 if title else 30, b=10),
+                      legend=dict(orientation="h", y=-0.25))
+    return fig
+
+
+def emotion_timeline(times: Sequence[float], scores: Sequence[Mapping[str, float]], window_s: float = 60.0,
+                     title: str = "Main face, last minute") -> go.Figure:
+    """One line per emotion: its probability for the main face over the last ``window_s`` seconds.
+
+    ``times`` are seconds relative to now (negative = in the past).
+    """
+    fig = go.Figure()
+    for emotion in EMOTIONS:
+        fig.add_trace(go.Scatter(
+            x=list(times), y=[float(s.get(emotion, 0.0)) for s in scores], mode="lines", name=emotion,
+            line=dict(color=EMOTION_COLORS.get(emotion, "#888888"), width=2),
+            hovertemplate=f"{emotion}: %{{y:.0%}}<extra></extra>"))
+    fig.update_layout(title=title, height=300, margin=_MARGIN, hovermode="x unified",
+                      xaxis=dict(title="seconds ago", range=[-window_s, 0]),
+                      yaxis=dict(title="probability", range=[0, 1], tickformat=".0%"),
+                      legend=dict(orientation="h", y=-0.3))
+    return fig

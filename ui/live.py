@@ -1,0 +1,153 @@
+"""The live webcam pipeline: one processed frame at a time, results passed out through a queue.
+
+A :class:`LiveProcessor` belongs to one browser session. The page sets its options
+(:meth:`LiveProcessor.configure`) from widgets outside the frame callback; the callback, running
+in streamlit-webrtc's worker thread, only calls :meth:`LiveProcessor.process`. Results go out
+through a bounded queue that drops its oldest entry when the page does not keep up. No Streamlit.
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+from fer.labels import EMOTIONS
+
+TIMELINE_S = 60.0
+
+
+@dataclass(frozen=True)
+class FrameResult:
+    t: float  # time.time() when the frame was processed
+    fps: float  # processed frames per second (moving average)
+    n_faces: int
+    emotion: str | None  # main (largest) face
+    score: float
+    scores: dict  # main face's probabilities (empty without a face)
+    latency_ms: float
+
+
+class FpsMeter:
+    """Processed frames per second: the inverse of a moving average of the intervals between frames."""
+
+    def __init__(self, smoothing: float = 0.2, gap_s: float = 10.0) -> None:
+        self.smoothing, self.gap_s = smoothing, gap_s
+        self.last: float | None = None
+        self.interval: float | None = None
+
+    def tick(self, now: float) -> float:
+        if self.last is not None:
+            dt = now - self.last
+            if dt > self.gap_s:  # a new stream after a pause: start afresh
+                self.interval = None
+            elif dt > 0:
+                old = dt if self.interval is None else self.interval
+                self.interval = (1 - self.smoothing) * old + self.smoothing * dt
+        self.last = now
+        return 0.0 if not self.interval else 1.0 / self.interval
+
+
+def main_face(results):
+    """The largest face (the one nearest the camera), or None."""
+    return max(results, key=lambda r: int(r.box[2]) * int(r.box[3]), default=None)
+
+
+class LiveProcessor:
+    def __init__(self, queue_size: int = 512) -> None:
+        from fer.inference import FaceTracker
+
+        self._lock = threading.Lock()
+        self.recognizer = None
+        self.model_key: str | None = None
+        self.smoothing = True
+        self.min_score = 0.5
+        self.tracker = FaceTracker()
+        self.fps = FpsMeter()
+        self.results: queue.Queue[FrameResult] = queue.Queue(maxsize=queue_size)
+        self.frames = 0
+        self.errors = 0
+        self.last_error: str | None = None
+
+    def configure(self, recognizer, model_key: str, smoothing: bool, min_score: float) -> None:
+        """Set the options from the page (called on every rerun, outside the frame callback)."""
+        with self._lock:
+            if model_key != self.model_key or smoothing != self.smoothing:
+                self.tracker.reset()
+            self.recognizer, self.model_key = recognizer, model_key
+            self.smoothing, self.min_score = bool(smoothing), float(min_score)
+
+    def process(self, image_bgr: np.ndarray) -> np.ndarray:
+        """Analyse one frame, draw the faces on a copy, queue the main face's result; returns the copy."""
+        from fer.draw import draw
+
+        t0 = time.perf_counter()
+        with self._lock:
+            recognizer, smoothing, min_score = self.recognizer, self.smoothing, self.min_score
+            if recognizer is None:
+                return image_bgr
+            try:
+                results = recognizer.analyze(image_bgr, min_score=min_score)
+                if smoothing:
+                    results = self.tracker.update(results)
+            except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the stream
+                self.errors += 1
+                self.last_error = f"{type(exc).__name__}: {exc}"
+                return image_bgr
+            self.frames += 1
+        annotated = draw(image_bgr, results)
+        now = time.time()
+        face = main_face(results)
+        self.put(FrameResult(
+            t=now, fps=self.fps.tick(now), n_faces=len(results),
+            emotion=None if face is None else str(face.emotion),
+            score=0.0 if face is None else float(face.score),
+            scores={} if face is None else {e: float(face.scores.get(e, 0.0)) for e in EMOTIONS},
+            latency_ms=(time.perf_counter() - t0) * 1000))
+        return annotated
+
+    def put(self, item: FrameResult) -> None:
+        """Queue a result; when the queue is full drop the oldest one (the page will catch up)."""
+        while True:
+            try:
+                self.results.put_nowait(item)
+                return
+            except queue.Full:
+                try:
+                    self.results.get_nowait()
+                except queue.Empty:
+                    pass
+
+    def drain(self) -> list[FrameResult]:
+        out = []
+        while True:
+            try:
+                out.append(self.results.get_nowait())
+            except queue.Empty:
+                return out
+
+
+class Timeline:
+    """The main face's probabilities over the last ``window_s`` seconds, fed from drained results."""
+
+    def __init__(self, window_s: float = TIMELINE_S) -> None:
+        self.window_s = window_s
+        self.points: deque[FrameResult] = deque()
+        self.last: FrameResult | None = None
+
+    def extend(self, items: list[FrameResult], now: float | None = None) -> None:
+        for item in items:
+            self.last = item
+            if item.scores:
+                self.points.append(item)
+        now = time.time() if now is None else now
+        while self.points and now - self.points[0].t > self.window_s:
+            self.points.popleft()
+
+    def series(self, now: float | None = None) -> tuple[list[float], list[dict]]:
+        now = time.time() if now is None else now
+        return [p.t - now for p in self.points], [p.scores for p in self.points]

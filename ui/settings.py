@@ -1,0 +1,108 @@
+"""The app's configuration: paths, limits and WebRTC ICE servers, from secrets or the environment.
+
+Every value is looked up first in the Streamlit secrets (``.streamlit/secrets.toml``), then in the
+environment, then falls back to a default; see ``docs/app.md`` for the list. This module does not
+import Streamlit: :func:`ui.state.settings` passes the secrets in.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from fer.modelfile import DEFAULT_MODEL
+
+REPO = Path(__file__).resolve().parent.parent
+DEFAULT_STUN = "stun:stun.l.google.com:19302"
+
+
+@dataclass(frozen=True)
+class Settings:
+    models_dir: Path
+    default_model: Path
+    data_dir: Path
+    work_dir: Path
+    max_zip_mb: int = 1024
+    max_zip_files: int = 100_000
+    ice_servers: list[dict] = field(default_factory=list)
+
+    @classmethod
+    def load(cls, secrets: Mapping | None = None, env: Mapping | None = None) -> "Settings":
+        """Build settings from ``secrets`` (a Streamlit secrets dict) over ``env`` (``os.environ``)."""
+        secrets = dict(secrets or {})
+        env = os.environ if env is None else env
+
+        def get(name: str, default=None):
+            for key in (name, name.lower()):
+                if key in secrets and secrets[key] not in (None, ""):
+                    return secrets[key]
+            value = env.get(name)
+            return default if value in (None, "") else value
+
+        models_dir = Path(get("FER_MODELS_DIR", REPO / "models")).expanduser()
+        default_model = Path(get("FER_DEFAULT_MODEL", DEFAULT_MODEL)).expanduser()
+        return cls(
+            models_dir=models_dir,
+            default_model=default_model,
+            data_dir=Path(get("FER_DATA_DIR", REPO / "data")).expanduser(),
+            work_dir=Path(get("FER_WORK_DIR", Path(tempfile.gettempdir()) / "fer-app")).expanduser(),
+            max_zip_mb=_positive_int(get("FER_MAX_ZIP_MB", 1024), "FER_MAX_ZIP_MB"),
+            max_zip_files=_positive_int(get("FER_MAX_ZIP_FILES", 100_000), "FER_MAX_ZIP_FILES"),
+            ice_servers=ice_servers(secrets, env),
+        )
+
+
+def _positive_int(value, name: str) -> int:
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
+    if number <= 0:
+        raise ValueError(f"{name} must be positive, got {number}")
+    return number
+
+
+def _split_urls(value) -> list[str]:
+    if isinstance(value, str):
+        return [u.strip() for u in value.replace(";", ",").split(",") if u.strip()]
+    return [str(u) for u in value or []]
+
+
+def ice_servers(secrets: Mapping, env: Mapping) -> list[dict]:
+    """The RTCPeerConnection ``iceServers`` list.
+
+    In order of precedence: a full list (secrets ``ice_servers`` or env ``FER_ICE_SERVERS`` as JSON;
+    ``[]`` means host candidates only, for a LAN or localhost); else a STUN server (``FER_STUN_URLS``,
+    default Google's public one) plus a TURN server when its URL and credentials are given (secrets
+    table ``[turn]`` with ``urls``, ``username``, ``credential``, or env ``FER_TURN_URLS``,
+    ``FER_TURN_USERNAME``, ``FER_TURN_CREDENTIAL``). A TURN relay is what makes the live page work
+    for visitors behind symmetric NATs on a hosted deployment.
+    """
+    full = secrets.get("ice_servers")
+    if full is None and env.get("FER_ICE_SERVERS") not in (None, ""):
+        try:
+            full = json.loads(env["FER_ICE_SERVERS"])
+        except json.JSONDecodeError as exc:
+            raise ValueError(f"FER_ICE_SERVERS is not valid JSON ({exc})") from None
+    if full is not None:
+        if not isinstance(full, list) or not all(isinstance(s, Mapping) and s.get("urls") for s in full):
+            raise ValueError("ice_servers / FER_ICE_SERVERS must be a list of objects with 'urls'")
+        return [dict(s) for s in full]
+    servers = []
+    stun = _split_urls(env.get("FER_STUN_URLS") or secrets.get("stun_urls") or DEFAULT_STUN)
+    if stun:
+        servers.append({"urls": stun})
+    turn = dict(secrets.get("turn") or {})
+    urls = _split_urls(turn.get("urls") or env.get("FER_TURN_URLS") or "")
+    if urls:
+        username = turn.get("username") or env.get("FER_TURN_USERNAME")
+        credential = turn.get("credential") or env.get("FER_TURN_CREDENTIAL")
+        if not (username and credential):
+            raise ValueError("a TURN server needs a username and a credential "
+                             "(secrets [turn] username/credential or FER_TURN_USERNAME/FER_TURN_CREDENTIAL)")
+        servers.append({"urls": urls, "username": str(username), "credential": str(credential)})
+    return servers

@@ -1,0 +1,123 @@
+"""Streamlit glue shared by the pages: settings, cached loaders and the sidebar model selector.
+
+Cached objects (``st.cache_resource``) are shared by all sessions and threads and never mutated:
+the recognizer is read-only after loading; per-session state (the live tracker, the selected
+model) lives in ``st.session_state``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import streamlit as st
+
+from ui import registry
+from ui.settings import Settings
+
+
+def _secrets() -> dict:
+    try:
+        return st.secrets.to_dict()
+    except Exception:  # noqa: BLE001 - no secrets.toml is the normal case
+        return {}
+
+
+def settings() -> Settings:
+    """The configuration (secrets over environment); read on each run so that changes apply."""
+    return Settings.load(_secrets())
+
+
+@dataclass(frozen=True)
+class Selection:
+    """The model this session uses: its entry in the registry (None when there is no model at all)."""
+
+    entry: registry.ModelEntry | None
+    entries: tuple[registry.ModelEntry, ...]
+
+    @property
+    def key(self) -> str | None:
+        return None if self.entry is None else _model_key(self.entry.path)
+
+
+def _model_key(path: Path) -> str:
+    """A cache key that changes when the file is replaced: path plus modification time."""
+    try:
+        return f"{path.resolve()}|{path.stat().st_mtime_ns}"
+    except OSError:
+        return str(path)
+
+
+@st.cache_resource(max_entries=3, show_spinner="Loading the model and the face detector…")
+def _load_recognizer(key: str):
+    import fer
+    from fer.modelfile import load_model
+
+    path = key.rsplit("|", 1)[0]
+    return fer.EmotionRecognizer(load_model(path))
+
+
+def recognizer(selection: Selection):
+    """The cached :class:`fer.EmotionRecognizer` for the selected model; ValueError with a clear message."""
+    if selection.entry is None:
+        raise ValueError("there is no model yet: train one on the Train page, or set FER_DEFAULT_MODEL")
+    if selection.entry.card is None:
+        raise ValueError(f"model {selection.entry.path} cannot be used: {selection.entry.error}")
+    return _load_recognizer(selection.key)
+
+
+def model_selector(cfg: Settings) -> Selection:
+    """The sidebar model picker, shared by all pages.
+
+    The choice is per session and defaults to the server-wide active model; when another session
+    presses "Use this model" on the Train page, every session switches to it on its next run.
+    """
+    entries = tuple(registry.list_models(cfg.models_dir, cfg.default_model))
+    active_path, active_version = registry.ACTIVE.get()
+    by_path = {str(e.path): e for e in entries}
+    ss = st.session_state
+    if ss.get("_active_seen") != active_version or ss.get("model_path") not in by_path:
+        wanted = str(active_path) if active_path is not None and str(active_path) in by_path else None
+        ss["model_path"] = wanted or (str(entries[0].path) if entries else None)
+        ss["_active_seen"] = active_version
+    if not entries:
+        st.sidebar.warning(
+            f"No model found (looked for {cfg.default_model} and in {cfg.models_dir}). "
+            "Train one on the **Train** page.")
+        return Selection(None, entries)
+    st.sidebar.selectbox(
+        "Model", options=list(by_path), key="model_path", format_func=lambda p: by_path[p].label(),
+        help="Used by every page. The shipped default plus each model saved from the Train page.")
+    return Selection(by_path[ss["model_path"]], entries)
+
+
+def selection() -> Selection:
+    """The selection made by the sidebar on this run (app.py stores it)."""
+    sel = st.session_state.get("_selection")
+    if sel is None:
+        sel = Selection(None, ())
+    return sel
+
+
+@st.cache_data(max_entries=12, ttl=3600, show_spinner=False)
+def analyze_photo(model_key: str, name: str, data: bytes, min_score: float):
+    """Cached :func:`ui.analysis.analyze_image` (reruns such as a download click don't recompute)."""
+    from ui.analysis import analyze_image
+
+    return analyze_image(_load_recognizer(model_key), name, data, min_score)
+
+
+def server_session_available() -> bool:
+    """True when this run belongs to a browser session of a running server (what WebRTC signalling needs).
+
+    False under ``streamlit.testing`` (AppTest) and in bare ``python app.py`` runs, where
+    ``webrtc_streamer`` cannot work.
+    """
+    from streamlit.runtime import Runtime
+    from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+    ctx = get_script_run_ctx()
+    try:
+        return ctx is not None and Runtime.instance()._session_mgr.get_session_info(ctx.session_id) is not None
+    except (AttributeError, RuntimeError):
+        return False
