@@ -35,7 +35,6 @@ def measure(arch: str, policy: str, batches: int, batch_size: int) -> tuple[floa
     t = time.perf_counter()
     model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0)
     train = len(x) / (time.perf_counter() - t)
-    predict = model.make_predict_function()
     batch = x[:batch_size]
     infer_fn = _compiled_call(model)
     infer_fn(batch)
@@ -43,7 +42,6 @@ def measure(arch: str, policy: str, batches: int, batch_size: int) -> tuple[floa
     for i in range(batches):
         infer_fn(x[i * batch_size : (i + 1) * batch_size])
     infer = len(x) / (time.perf_counter() - t)
-    del predict
     keras.mixed_precision.set_global_policy("float32")
     return train, infer
 

@@ -38,11 +38,15 @@ def pil_to_gray(img: Image.Image) -> np.ndarray:
         return np.clip(arr * (255.0 / top) + 0.5, 0, 255).astype(np.uint8)
     if img.mode == "F":
         return np.clip(np.asarray(img), 0, 255).astype(np.uint8)
+    return np.asarray(_on_white(img).convert("L"), dtype=np.uint8)
+
+
+def _on_white(img: Image.Image) -> Image.Image:
+    """Composite an image with transparency onto white; other images pass through."""
     if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
         rgba = img.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        img = Image.alpha_composite(background, rgba)
-    return np.asarray(img.convert("L"), dtype=np.uint8)
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
+    return img
 
 
 def to_face_array(gray: np.ndarray, size: int = FACE_SIZE) -> np.ndarray:
@@ -74,10 +78,7 @@ def pil_to_bgr(img: Image.Image) -> np.ndarray:
 
     if img.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I", "F", "L", "1"):
         return cv2.cvtColor(pil_to_gray(img), cv2.COLOR_GRAY2BGR)
-    if img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info):
-        rgba = img.convert("RGBA")
-        img = Image.alpha_composite(Image.new("RGBA", rgba.size, (255, 255, 255, 255)), rgba)
-    return np.ascontiguousarray(np.asarray(img.convert("RGB"), dtype=np.uint8)[..., ::-1])
+    return np.ascontiguousarray(np.asarray(_on_white(img).convert("RGB"), dtype=np.uint8)[..., ::-1])
 
 
 def load_bgr(source: str | Path | bytes) -> np.ndarray:
