@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import sys
 from pathlib import Path
 
-from fer.labels import EMOTIONS
+from fer.video import CSV_FIELDS  # noqa: F401  (the timeline's columns, re-exported)
 
 
 def add_commands(sub) -> None:
@@ -25,10 +24,15 @@ def add_commands(sub) -> None:
     v = sub.add_parser("video", help="annotate a video file and write per-frame emotions")
     v.add_argument("input", metavar="IN", help="video file (mp4, avi, mov, ...)")
     _common(v)
-    v.add_argument("--out", metavar="OUT.mp4", help="annotated video to write (mp4v codec)")
+    v.add_argument("--out", metavar="OUT.mp4",
+                   help="annotated video to write: .mp4 (H.264) or .webm (VP8), both play in browsers")
     v.add_argument("--csv", metavar="TIMELINE.csv", help="per-frame, per-face emotions to write")
     v.add_argument("--alpha", type=float, default=0.6, help="smoothing: weight of the newest frame (1 = none)")
-    v.add_argument("--every", type=int, default=1, metavar="N", help="analyse every Nth frame (others reuse it)")
+    v.add_argument("--detect-every", "--every", dest="detect_every", type=int, default=3, metavar="N",
+                   help="run the face detector on every Nth frame and interpolate the faces in between "
+                        "(default 3; 1 = every frame); every frame is still classified")
+    v.add_argument("--max-mb", type=float, metavar="MB", help="refuse files larger than this")
+    v.add_argument("--max-seconds", type=float, metavar="S", help="refuse videos longer than this")
     v.add_argument("--input-size", type=int, default=320, metavar="PX",
                    help="longer side the detector works at (default 320: faces from ~40 px in 640x480)")
     v.set_defaults(handler=cmd_video)
@@ -56,14 +60,19 @@ def _one_line(exc: BaseException) -> str:
     return text[0] if text else type(exc).__name__
 
 
-def _face_json(result) -> dict:
+def _face_json(result, scale: float = 1.0) -> dict:
+    """A face as JSON, its box and eyes in the original image's pixels (``scale``: original / decoded)."""
     d = result.to_dict()
     d.pop("track_id", None)
+    if scale != 1.0:
+        d["box"] = [round(v * scale) for v in d["box"]]
+        if d["eyes"] is not None:
+            d["eyes"] = [[round(v * scale, 1) for v in point] for point in d["eyes"]]
     return d
 
 
 def cmd_predict(args) -> int:
-    """Analyse each image; unreadable ones get an error entry and make the exit code 1."""
+    """Analyse each image; unreadable ones get an error entry, a line on stderr and exit code 2."""
     if not 0 < args.min_score <= 1:
         raise ValueError(f"--min-score {args.min_score} is outside (0, 1]")
     out_dir = Path(args.out) if args.out else None
@@ -77,21 +86,26 @@ def cmd_predict(args) -> int:
             _print_entry(entries[-1])
     if args.json:
         print(json.dumps(entries, indent=2))
-    failed = sum("error" in e for e in entries)
-    if failed:
-        print(f"error: {failed} of {len(entries)} input(s) could not be read", file=sys.stderr)
-    return 1 if failed else 0
+    failed = [e for e in entries if "error" in e]
+    if len(failed) == 1:
+        print(f"error: {failed[0]['file']}: {failed[0]['error']}", file=sys.stderr)
+    elif failed:
+        print(f"error: {len(failed)} of {len(entries)} input(s) could not be read "
+              f"(first: {failed[0]['file']}: {failed[0]['error']})", file=sys.stderr)
+    return 2 if failed else 0
 
 
 def _predict_one(rec, name: str, out_dir: Path | None, used_names: set[str]) -> dict:
-    from fer.images import load_bgr
+    from fer.images import load_bgr_scaled
 
     try:
-        image = load_bgr(name)
+        image, scale = load_bgr_scaled(name)
         results = rec.analyze(image)
     except (ValueError, OSError) as exc:
         return {"file": name, "error": _one_line(exc)}
-    entry = {"file": name, "faces": [_face_json(r) for r in results]}
+    entry = {"file": name, "faces": [_face_json(r, scale) for r in results]}
+    if scale != 1.0:
+        entry["downscaled_by"] = scale  # a huge JPEG decoded smaller; the boxes are in the original's pixels
     if out_dir is not None:
         entry["annotated"] = str(_write_annotated(image, results, name, out_dir, used_names))
     return entry
@@ -125,92 +139,46 @@ def _print_entry(entry: dict) -> None:
 
 # ---------------------------------------------------------------- video
 
-CSV_FIELDS = ["frame", "time_s", "track_id", "x", "y", "w", "h", "emotion", "score", *EMOTIONS]
-
 
 def cmd_video(args) -> int:
-    """Annotate a video (tracked, smoothed) and/or write its per-frame timeline."""
-    import cv2
+    """Annotate a video (tracked, smoothed) and/or write its per-frame timeline (see :mod:`fer.video`)."""
+    from fer.video import VideoLimits, analyze_video
 
     if not args.out and not args.csv:
         raise ValueError("nothing to write: give --out OUT.mp4 and/or --csv TIMELINE.csv")
-    if args.every < 1:
-        raise ValueError(f"--every {args.every} must be 1 or more")
-    cap = cv2.VideoCapture(args.input)
-    if not cap.isOpened():
-        raise ValueError(f"cannot open video {args.input} (missing, not a video, or an unsupported codec)")
-    try:
-        frames = _annotate_video(args, cap)
-    finally:
-        cap.release()
-    if frames == 0:
-        raise ValueError(f"no frames could be read from {args.input}")
+    if args.detect_every < 1:
+        raise ValueError(f"--detect-every {args.detect_every} must be 1 or more")
+    for name in ("max_mb", "max_seconds"):
+        value = getattr(args, name)
+        if value is not None and value <= 0:
+            raise ValueError(f"--{name.replace('_', '-')} {value} must be positive")
+    limits = VideoLimits(max_mb=args.max_mb, max_seconds=args.max_seconds)
+    with _ProgressBar() as bar:
+        result = analyze_video(_recognizer(args), args.input, args.out, detect_every=args.detect_every,
+                               alpha=args.alpha, limits=limits, progress=bar.update)
+    if args.csv:
+        result.write_csv(args.csv)
     written = [f"wrote {p}" for p in (args.out, args.csv) if p]
-    print("; ".join([f"{frames} frames", *written]))
+    print("; ".join([f"{result.frames} frames ({result.frames / result.fps:.1f} s of video) in "
+                     f"{result.seconds:.1f} s, {result.realtime_factor:.1f}x real time, "
+                     f"{len(result.track_ids())} face(s) tracked", *written]))
     return 0
 
 
-def _annotate_video(args, cap) -> int:
-    import cv2
-    from tqdm import tqdm
+class _ProgressBar:
+    """A tqdm bar on an interactive stderr, fed by ``analyze_video``'s progress callback."""
 
-    from fer.draw import draw
-    from fer.inference import FaceTracker
+    def __enter__(self) -> "_ProgressBar":
+        self.bar = None
+        return self
 
-    rec, tracker = _recognizer(args), FaceTracker(alpha=args.alpha)
-    fps = cap.get(cv2.CAP_PROP_FPS) or 25.0
-    total = int(cap.get(cv2.CAP_PROP_FRAME_COUNT)) or None
-    writer, table, results, n = None, _Timeline(args.csv), [], 0
-    bar = tqdm(total=total, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty())
-    try:
-        while True:
-            ok, frame = cap.read()
-            if not ok:
-                break
-            if n % args.every == 0:
-                results = tracker.update(rec.analyze(frame))
-            table.add(n, n / fps, results)
-            if args.out:
-                writer = writer or _writer(args.out, fps, frame.shape)
-                writer.write(draw(frame, results))
-            n += 1
-            bar.update(1)
-    finally:
-        bar.close()
-        table.close()
-        if writer is not None:
-            writer.release()
-    return n
+    def update(self, done: int, total: int) -> None:
+        from tqdm import tqdm
 
+        if self.bar is None:
+            self.bar = tqdm(total=total or None, unit="frame", file=sys.stderr, disable=not sys.stderr.isatty())
+        self.bar.update(done - self.bar.n)
 
-def _writer(path: str, fps: float, shape: tuple[int, ...]):
-    import cv2
-
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    writer = cv2.VideoWriter(path, cv2.VideoWriter_fourcc(*"mp4v"), fps, (shape[1], shape[0]))
-    if not writer.isOpened():
-        raise OSError(f"cannot write video {path}; use an .mp4 name in a writable folder")
-    return writer
-
-
-class _Timeline:
-    """CSV rows: one per face per frame (or none when there is no --csv)."""
-
-    def __init__(self, path: str | None) -> None:
-        self.file = None
-        if path:
-            Path(path).parent.mkdir(parents=True, exist_ok=True)
-            self.file = open(path, "w", newline="")
-            self.writer = csv.writer(self.file)
-            self.writer.writerow(CSV_FIELDS)
-
-    def add(self, frame: int, time_s: float, results) -> None:
-        if self.file is None:
-            return
-        for r in results:
-            self.writer.writerow([frame, f"{time_s:.3f}", r.track_id, *r.box, r.emotion, f"{r.score:.4f}",
-                                  *(f"{r.scores[e]:.4f}" for e in EMOTIONS)])
-
-    def close(self) -> None:
-        if self.file is not None:
-            self.file.close()
+    def __exit__(self, *exc) -> None:
+        if self.bar is not None:
+            self.bar.close()

@@ -115,13 +115,21 @@ def load_dataset(
             pass  # corrupt cache: rebuild it
     splits, skipped = loader()
     if not splits:
-        raise ValueError(f"no usable images found in {path}")
+        why = f" ({len(skipped)} skipped: {_examples(skipped)})" if skipped else ""
+        raise ValueError(f"no usable images found in {path}{why}")
     if skipped:
-        warnings.warn(f"skipped {skipped} unreadable or malformed item(s) in {path}", DataWarning, stacklevel=2)
-    data = Dataset(str(path), form, splits, skipped)
+        warnings.warn(f"skipped {len(skipped)} unreadable or malformed item(s) in {path}: {_examples(skipped)}",
+                      DataWarning, stacklevel=2)
+    data = Dataset(str(path), form, splits, len(skipped))
     if cache is not None:
         _write_cache(cache, data)
     return data
+
+
+def _examples(reasons: list[str], n: int = 3) -> str:
+    """The first ``n`` reasons, and how many more."""
+    more = f"; and {len(reasons) - n} more" if len(reasons) > n else ""
+    return "; ".join(reasons[:n]) + more
 
 
 def _has_subdirs(path: Path) -> bool:
@@ -211,16 +219,20 @@ def _scan_folder(root: Path, skip_unknown: bool) -> tuple[str, list[tuple[str, i
     else:
         form, parts = "class_tree", [("train", root)]
     files: list[tuple[str, int, Path]] = []
-    ignored = 0
+    ignored, empty = 0, []
     for part, folder in parts:
         for label, class_dir in _class_dirs(folder, skip_unknown):
             found, other = _image_files(class_dir)
             ignored += other
+            if not found:
+                empty.append(str(class_dir.relative_to(root)))
             for f in found:
                 split = "train" if part == "train" else _split_of_test_file(f.name)
                 files.append((split, label, f))
     if ignored:
         warnings.warn(f"ignored {ignored} non-image file(s) under {root}", DataWarning, stacklevel=3)
+    if empty and files:
+        warnings.warn(f"class folder(s) {', '.join(empty)} under {root} hold no images", DataWarning, stacklevel=3)
     if not files:
         raise ValueError(
             f"no image files found in {root}; expected {root}/<emotion>/*.jpg or {root}/train/<emotion>/*.jpg "
@@ -229,22 +241,23 @@ def _scan_folder(root: Path, skip_unknown: bool) -> tuple[str, list[tuple[str, i
     return form, files
 
 
-def _safe_load(path: Path) -> np.ndarray | None:
+def _safe_load(path: Path) -> np.ndarray | str:
+    """The face array, or why the file could not be read."""
     try:
         return load_face_file(path)
-    except (ValueError, OSError):
-        return None
+    except (ValueError, OSError) as exc:
+        return f"{path.name}: {str(exc).splitlines()[0] if str(exc) else type(exc).__name__}"
 
 
-def _decode_files(files: list[tuple[str, int, Path]]) -> tuple[dict[str, Split], int]:
+def _decode_files(files: list[tuple[str, int, Path]]) -> tuple[dict[str, Split], list[str]]:
     workers = min(32, (os.cpu_count() or 1) * 4)
     with ThreadPoolExecutor(max_workers=workers) as pool:
         faces = list(pool.map(_safe_load, [f for _, _, f in files], chunksize=256))
     by_split: dict[str, tuple[list, list]] = {}
-    skipped = 0
+    skipped: list[str] = []
     for (split, label, _), face in zip(files, faces):
-        if face is None:
-            skipped += 1
+        if isinstance(face, str):
+            skipped.append(face)
             continue
         xs, ys = by_split.setdefault(split, ([], []))
         xs.append(face)
@@ -263,32 +276,49 @@ def _to_splits(by_split: dict[str, tuple[list, list]]) -> dict[str, Split]:
 
 # ---------------------------------------------------------------- csv
 
-def _load_csv(path: Path, skip_unknown: bool) -> tuple[dict[str, Split], int]:
+def _load_csv(path: Path, skip_unknown: bool) -> tuple[dict[str, Split], list[str]]:
     csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
     with open(path, newline="", encoding="utf-8-sig", errors="replace") as f:
         reader = csv.DictReader(f)
-        cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+        try:
+            cols = {c.strip().lower(): c for c in (reader.fieldnames or [])}
+        except csv.Error as exc:
+            raise ValueError(f"{path} is not a readable CSV file ({exc})") from None
         missing = [c for c in ("emotion", "pixels") if c not in cols]
         if missing:
             raise ValueError(
-                f"{path} lacks column(s) {', '.join(missing)} (found: {', '.join(cols) or 'none'}); "
-                "expected the fer2013.csv header emotion,pixels,Usage"
+                f"{path} lacks column(s) {', '.join(missing)} (found: {_shown_columns(cols)}); "
+                "expected the fer2013.csv header emotion,pixels,Usage as its first line"
             )
-        return _parse_rows(reader, cols, path, skip_unknown)
+        try:
+            return _parse_rows(reader, cols, path, skip_unknown)
+        except csv.Error as exc:
+            raise ValueError(f"{path} line {reader.line_num}: not valid CSV ({exc})") from None
 
 
-def _parse_rows(reader, cols: dict[str, str], path: Path, skip_unknown: bool) -> tuple[dict[str, Split], int]:
+def _shown_columns(cols: dict[str, str]) -> str:
+    """The header names for an error message: short, printable, at most 5."""
+    if not cols:
+        return "none"
+    names = [c if c.isprintable() and len(c) <= 24 else "<data, not a column name>" for c in cols]
+    return ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+
+
+def _parse_rows(reader, cols: dict[str, str], path: Path, skip_unknown: bool) -> tuple[dict[str, Split], list[str]]:
     by_split: dict[str, tuple[list, list]] = {}
-    skipped = 0
+    skipped: list[str] = []
     for lineno, row in enumerate(reader, start=2):
         label = _csv_label(row.get(cols["emotion"]), lineno, path, skip_unknown)
-        face = _csv_pixels(row.get(cols["pixels"]))
         usage = (row.get(cols["usage"]) or "Training") if "usage" in cols else "Training"
-        split = USAGE_TO_SPLIT.get(usage.strip().lower())
+        split = USAGE_TO_SPLIT.get(str(usage).strip().lower())
         if label is None:  # an unknown label the caller asked to skip
             continue
-        if face is None or split is None:
-            skipped += 1
+        try:
+            face = _csv_pixels(row.get(cols["pixels"]))
+            if split is None:
+                raise ValueError(f"unknown Usage {str(usage)[:20]!r}")
+        except ValueError as exc:
+            skipped.append(f"line {lineno}: {exc}")
             continue
         xs, ys = by_split.setdefault(split, ([], []))
         xs.append(face)
@@ -297,28 +327,30 @@ def _parse_rows(reader, cols: dict[str, str], path: Path, skip_unknown: bool) ->
 
 
 def _csv_label(value: str | None, lineno: int, path: Path, skip_unknown: bool) -> int | None:
-    text = (value or "").strip()
-    if text.isdigit() and int(text) < NUM_CLASSES:
+    text = (value if isinstance(value, str) else "").strip()
+    if text.isascii() and text.isdigit() and int(text) < NUM_CLASSES:
         return int(text)
     idx = label_index(text) if text and not text.isdigit() else None
     if idx is None and not skip_unknown:
+        shown = text if len(text) <= 30 else text[:30] + "..."
         raise ValueError(
-            f"{path} line {lineno}: unknown emotion {text!r}; expected an id 0-{NUM_CLASSES - 1} "
+            f"{path} line {lineno}: unknown emotion {shown!r}; expected an id 0-{NUM_CLASSES - 1} "
             f"({', '.join(EMOTIONS)}); pass skip_unknown=True (--skip-unknown) to skip such rows"
         )
     return idx
 
 
-def _csv_pixels(value: str | None) -> np.ndarray | None:
-    parts = (value or "").split()
+def _csv_pixels(value: str | None) -> np.ndarray:
+    """A row's ``pixels`` field as a 48x48 uint8 array; ``ValueError`` saying what is wrong with it."""
+    parts = (value if isinstance(value, str) else "").split()
     if len(parts) != PIXELS:
-        return None
+        raise ValueError(f"{len(parts)} pixel values, expected {PIXELS}")
     try:
-        arr = np.array(parts, dtype=np.int32)
-    except ValueError:
-        return None
+        arr = np.array(parts, dtype=np.int64)
+    except (ValueError, OverflowError):
+        raise ValueError("pixel values are not all whole numbers") from None
     if arr.min() < 0 or arr.max() > 255:
-        return None
+        raise ValueError(f"pixel values span {arr.min()}..{arr.max()}, expected 0..255")
     return arr.astype(np.uint8).reshape(FACE_SIZE, FACE_SIZE)
 
 

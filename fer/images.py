@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import struct
 from pathlib import Path
 
 import numpy as np
@@ -12,22 +13,87 @@ FACE_SIZE = 48
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff", ".webp", ".gif")
 MAX_PIXELS = 40_000_000
 """Images declaring more pixels than this are refused before decoding (decompression bombs)."""
+MAX_FILE_BYTES = 512_000_000
+"""Image files bigger than this are refused unread."""
 
 
-def open_image(source: str | Path | bytes) -> Image.Image:
-    """Open an image file or bytes, refusing bombs, with EXIF orientation applied and pixels loaded."""
-    fp = io.BytesIO(source) if isinstance(source, (bytes, bytearray)) else source
+def open_image(source: str | Path | bytes, max_pixels: int = MAX_PIXELS) -> Image.Image:
+    """Open an image file or bytes, refusing bombs, with EXIF orientation applied and pixels loaded.
+
+    Only the first frame of an animation is read. A JPEG bigger than ``max_pixels`` is decoded at
+    1/2, 1/4 or 1/8 of its size (the decoder scales it for free) and ``img.info["fer_scale"]`` holds
+    the factor (original / decoded side); any other image that big is refused before decoding.
+    Every failure is a ``ValueError`` that says what is wrong with the file.
+    """
+    if not isinstance(source, (str, Path, bytes, bytearray)):
+        raise TypeError(f"image source must be a path or bytes, not {type(source).__name__}")
+    if isinstance(source, (bytes, bytearray)) and not source:
+        raise ValueError("the file is empty (0 bytes)")
+    # read files whole: PIL would keep them open (animations) or leak the handle on a decoding error
+    data = source if isinstance(source, (bytes, bytearray)) else _read_file(Path(source))
+    fp = io.BytesIO(data)
     try:
         img = Image.open(fp)
-        w, h = img.size
-        if w * h > MAX_PIXELS:
-            raise ValueError(f"image is {w}x{h} pixels, more than the {MAX_PIXELS:,} allowed; downscale it first")
+        scale = _reduce_on_decode(img, max_pixels)
         img.seek(0)  # first frame of animations
         img = ImageOps.exif_transpose(img)
         img.load()
-    except (UnidentifiedImageError, OSError, SyntaxError, Image.DecompressionBombError) as exc:
-        raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from None
+    except UnidentifiedImageError:
+        raise ValueError(_unidentified(data)) from None
+    except Image.DecompressionBombError as exc:
+        why = str(exc).split(", could be")[0]
+        raise ValueError(f"refused before decoding, a decompression bomb? ({why})") from None
+    except (OSError, SyntaxError, EOFError, struct.error, IndexError, TypeError, ZeroDivisionError) as exc:
+        # PIL's decoders raise all of these on damaged data
+        raise ValueError(f"the image is truncated or corrupt ({type(exc).__name__}: {exc})") from None
+    img.info["fer_scale"] = scale
     return img
+
+
+_FORMATS = "JPEG, PNG, WebP, BMP, TIFF or GIF"
+_MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG", b"GIF8": "GIF", b"BM": "BMP", b"II*\x00": "TIFF",
+          b"MM\x00*": "TIFF", b"RIFF": "WebP"}
+
+
+def _unidentified(source: bytes) -> str:
+    """The message for a file PIL does not recognise: truncated (it starts like an image) or not an image."""
+    head = bytes(source[:8])
+    kind = next((name for magic, name in _MAGIC.items() if head.startswith(magic)), None)
+    if kind is not None:
+        return f"the file starts like a {kind} image but is truncated or corrupt"
+    return f"not an image: the format is not recognised; give a {_FORMATS} file"
+
+
+def _read_file(path: Path) -> bytes:
+    if not path.exists():
+        raise ValueError(f"image file {path} does not exist")
+    if not path.is_file():
+        raise ValueError(f"{path} is not a file")
+    if path.stat().st_size > MAX_FILE_BYTES:
+        raise ValueError(f"image file {path} is {path.stat().st_size / 1e6:,.0f} MB, more than the "
+                         f"{MAX_FILE_BYTES / 1e6:,.0f} MB accepted; downscale or recompress it first")
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ValueError(f"cannot read image file {path}: {exc.strerror or exc}") from None
+    if not data:
+        raise ValueError(f"image file {path} is empty (0 bytes)")
+    return data
+
+
+def _reduce_on_decode(img: Image.Image, max_pixels: int) -> float:
+    """Have a too-big JPEG decoded at a power-of-two fraction of its size; refuse other too-big images."""
+    w, h = img.size
+    if w * h <= max_pixels:
+        return 1.0
+    if img.format == "JPEG":
+        for factor in (2, 4, 8):
+            size = (-(-w // factor), -(-h // factor))
+            if size[0] * size[1] <= max_pixels:
+                img.draft(img.mode, size)
+                return w / img.size[0]
+    raise ValueError(f"image is {w}x{h} pixels, more than the {max_pixels:,} allowed (refused before decoding); "
+                     "downscale it first")
 
 
 def pil_to_gray(img: Image.Image) -> np.ndarray:
@@ -82,8 +148,17 @@ def pil_to_bgr(img: Image.Image) -> np.ndarray:
 
 
 def load_bgr(source: str | Path | bytes) -> np.ndarray:
-    """Read an image file or bytes into a uint8 BGR array, EXIF orientation applied (bombs refused)."""
-    return pil_to_bgr(open_image(source))
+    """Read an image file or bytes into a uint8 BGR array, EXIF orientation applied (bombs refused).
+
+    A JPEG over :data:`MAX_PIXELS` comes back downscaled (see :func:`load_bgr_scaled`).
+    """
+    return load_bgr_scaled(source)[0]
+
+
+def load_bgr_scaled(source: str | Path | bytes) -> tuple[np.ndarray, float]:
+    """:func:`load_bgr` plus the factor (original side / returned side; 1.0 unless a huge JPEG was reduced)."""
+    img = open_image(source)
+    return pil_to_bgr(img), float(img.info.get("fer_scale", 1.0))
 
 
 def to_bgr(image: np.ndarray, channels: str = "bgr") -> np.ndarray:

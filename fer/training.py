@@ -412,4 +412,17 @@ def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str, comm
         precision=state.get("precision", ""),
         history=state["history"],
         command=command or os.environ.get("FER_TRAIN_COMMAND", ""),
+        stages=_base_stages(state.get("init_model")),
     )
+
+
+def _base_stages(init_model: str | None) -> list[dict]:
+    """The training stages of the model this run was fine-tuned from (none if it has no card)."""
+    from fer.modelfile import lineage, read_card
+
+    if not init_model:
+        return []
+    try:
+        return lineage(read_card(init_model))
+    except ValueError:
+        return []

@@ -2,6 +2,9 @@
 
     python scripts/plot_history.py models/fer_default.keras docs/learning_curve.png
 
+A model fine-tuned from another one (``--init-model``) shows every stage, with a dotted line where
+each later stage started (its learning rate schedule restarts there).
+
 Needs matplotlib (in requirements-dev.txt); the app draws the same curves with plotly.
 """
 
@@ -20,26 +23,32 @@ def main() -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from fer.modelfile import read_card
+    from fer.modelfile import full_history, read_card
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model")
     p.add_argument("out")
     args = p.parse_args()
     card = read_card(args.model)
-    if not card.history:
+    history = full_history(card)
+    if not history:
         raise SystemExit(f"error: {args.model}'s card has no training history")
-    epochs = [h["epoch"] for h in card.history]
+    epochs = [h["epoch"] for h in history]
+    starts = [h["epoch"] - 0.5 for a, h in zip(history, history[1:]) if h["stage"] != a["stage"]]
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.6))
     for ax, key in zip(axes, ("loss", "accuracy")):
-        ax.plot(epochs, [h[key] for h in card.history], "o-", label=f"train {key}")
-        ax.plot(epochs, [h[f"val_{key}"] for h in card.history], "o-",
+        ax.plot(epochs, [h[key] for h in history], "o-", label=f"train {key}")
+        ax.plot(epochs, [h[f"val_{key}"] for h in history], "o-",
                 label=f"{card.config.get('selection_split', 'validation')} {key}")
         ax.set_xlabel("epoch")
+        for x in starts:
+            ax.axvline(x, color="grey", ls="--", lw=0.8)
         ax.grid(alpha=0.3)
         ax.legend()
-    axes[1].axvline(card.best_epoch, color="grey", ls=":", label="selected epoch")
-    fig.suptitle(f"{card.architecture}: {card.epochs} epochs, {card.wall_time_s / 3600:.1f} h on {card.hardware.split(';')[0]}",
+    axes[1].axvline(len(history) - len(card.history) + card.best_epoch, color="grey", ls=":", label="selected epoch")
+    hours = (card.wall_time_s + sum(s.get("wall_time_s", 0.0) for s in card.stages)) / 3600
+    stages = f" in {len(card.stages) + 1} stages" if card.stages else ""
+    fig.suptitle(f"{card.architecture}: {len(history)} epochs{stages}, {hours:.1f} h on {card.hardware.split(';')[0]}",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(args.out, dpi=110)

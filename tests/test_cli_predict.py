@@ -21,7 +21,7 @@ def test_predict_json_with_an_unreadable_input_in_the_middle(model_path, tmp_pat
     out_dir = tmp_path / "annotated"
     code = main(["predict", *files, "--model", str(model_path), "--json", "--out", str(out_dir)])
     captured = capsys.readouterr()
-    assert code == 1
+    assert code == 2
     entries = json.loads(captured.out)
     assert [e["file"] for e in entries] == files
     face = entries[0]["faces"][0]

@@ -76,3 +76,24 @@ def test_metrics_and_tta_views():
     x = np.arange(2 * 48 * 48, dtype=np.uint8).reshape(2, 48, 48)
     assert len(tta_views(x, "flip")) == 2 and len(tta_views(x, "crops")) == 10
     np.testing.assert_array_equal(tta_views(x, "flip")[1], x[:, :, ::-1])
+
+
+def test_fine_tuning_keeps_the_starting_weights_and_records_the_lineage(tmp_path):
+    from fer.modelfile import full_history, read_card
+
+    data, base = tiny_data(), tmp_path / "base.keras"
+    train(data, TrainConfig(**CFG, epochs=2), base)
+    base_model, base_card = load_model(base)
+    out = tmp_path / "tuned.keras"
+    tuned = train(data, TrainConfig(**{**CFG, "lr": 1e-7}, epochs=1), out, init_model=base)
+    assert tuned.card.config["init_model"] == str(base)
+    assert [s["epochs"] for s in tuned.card.stages] == [2] and tuned.card.stages[0]["history"] == base_card.history
+    rows = full_history(read_card(out))
+    assert [(r["epoch"], r["stage"]) for r in rows] == [(1, 1), (2, 1), (3, 2)]
+    # at a negligible learning rate every kernel is still the starting model's (a fresh one's differ)
+    tuned_model, _ = load_model(out)
+    kernels = [(w.path, w.numpy()) for w in base_model.weights if w.path.endswith("kernel")]
+    assert kernels
+    now = {w.path: w.numpy() for w in tuned_model.weights}
+    for path, k in kernels:
+        np.testing.assert_allclose(now[path], k, atol=1e-4, err_msg=path)

@@ -12,7 +12,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
-from fer.modelfile import ModelCard, atomic_write_bytes, card_path, read_card
+from fer.modelfile import ModelCard, atomic_write_bytes, card_path, check_archive, read_card
 
 APP_STEM = "fer_app_v"
 _VERSION = re.compile(rf"^{APP_STEM}(\d+)$")
@@ -30,6 +30,11 @@ class ModelEntry:
     def name(self) -> str:
         return self.path.stem
 
+    @property
+    def usable(self) -> bool:
+        """The card reads and the model file is a complete, undamaged archive."""
+        return self.card is not None and self.error is None
+
     def headline_accuracy(self) -> tuple[str, float] | None:
         """(split, accuracy) of the first split with metrics, preferring public_test."""
         metrics = (self.card.metrics if self.card else None) or {}
@@ -40,7 +45,7 @@ class ModelEntry:
 
     def label(self) -> str:
         who = "shipped default" if self.is_default else self.name
-        if self.card is None:
+        if not self.usable:
             return f"{who} (unreadable: {self.error})"
         acc = self.headline_accuracy()
         score = f", {acc[1]:.1%} {acc[0].replace('_', ' ')}" if acc else ""
@@ -49,9 +54,40 @@ class ModelEntry:
 
 def _entry(path: Path, is_default: bool) -> ModelEntry:
     try:
-        return ModelEntry(path, read_card(path), None, is_default)
+        card = read_card(path)
     except (ValueError, OSError) as exc:
         return ModelEntry(path, None, str(exc), is_default)
+    return ModelEntry(path, card, _archive_problem(path), is_default)
+
+
+_checked: dict[tuple[str, int, int], str | None] = {}
+_checked_lock = threading.Lock()
+
+
+def _archive_problem(path: Path) -> str | None:
+    """Why the model file is damaged (truncated, bad CRC), or None; checked once per file version."""
+    try:
+        st = path.stat()
+    except OSError as exc:
+        return f"model file {path} cannot be read ({exc.strerror})"
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    with _checked_lock:
+        if key in _checked:
+            return _checked[key]
+    try:
+        check_archive(path)
+        problem = None
+    except ValueError as exc:
+        problem = str(exc)
+    with _checked_lock:
+        _checked[key] = problem
+    return problem
+
+
+def fallback(entries: list[ModelEntry] | tuple[ModelEntry, ...]) -> ModelEntry | None:
+    """The model to use when the chosen one is unusable: the shipped default, else the first usable one."""
+    usable = [e for e in entries if e.usable]
+    return next((e for e in usable if e.is_default), usable[0] if usable else None)
 
 
 def list_models(models_dir: Path, default_model: Path) -> list[ModelEntry]:

@@ -16,7 +16,8 @@ from ui import registry
 from ui.settings import Settings
 
 
-def _secrets() -> dict:
+def secrets() -> dict:
+    """The Streamlit secrets as a plain dict (empty when there is no secrets.toml)."""
     try:
         return st.secrets.to_dict()
     except Exception:  # noqa: BLE001 - no secrets.toml is the normal case
@@ -25,7 +26,7 @@ def _secrets() -> dict:
 
 def settings() -> Settings:
     """The configuration (secrets over environment); read on each run so that changes apply."""
-    return Settings.load(_secrets())
+    return Settings.load(secrets())
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,7 @@ def recognizer(selection: Selection):
     """The cached :class:`fer.EmotionRecognizer` for the selected model; ValueError with a clear message."""
     if selection.entry is None:
         raise ValueError("there is no model yet: train one on the Train page, or set FER_DEFAULT_MODEL")
-    if selection.entry.card is None:
+    if not selection.entry.usable:
         raise ValueError(f"model {selection.entry.path} cannot be used: {selection.entry.error}")
     return _load_recognizer(selection.key)
 
@@ -80,6 +81,7 @@ def model_selector(cfg: Settings) -> Selection:
         wanted = str(active_path) if active_path is not None and str(active_path) in by_path else None
         ss["model_path"] = wanted or (str(entries[0].path) if entries else None)
         ss["_active_seen"] = active_version
+    _avoid_unusable(entries, by_path, active_path)
     if not entries:
         st.sidebar.warning(
             f"No model found (looked for {cfg.default_model} and in {cfg.models_dir}). "
@@ -89,6 +91,32 @@ def model_selector(cfg: Settings) -> Selection:
         "Model", options=list(by_path), key="model_path", format_func=lambda p: by_path[p].label(),
         help="Used by every page. The shipped default plus each model saved from the Train page.")
     return Selection(by_path[ss["model_path"]], entries)
+
+
+def _avoid_unusable(entries, by_path: dict, active_path: Path | None) -> None:
+    """Switch this session off a damaged or vanished model onto the shipped default, with a sidebar warning.
+
+    Runs before the picker is drawn (its value may still be changed then). The warning stays while
+    the server-wide active model is unusable, so every page says why another model is in use.
+    """
+    ss = st.session_state
+    chosen = by_path.get(ss.get("model_path"))
+    active = by_path.get(str(active_path)) if active_path is not None else None
+    spare = registry.fallback(entries)
+    if spare is None:
+        return  # nothing usable: the pages say so
+    if chosen is not None and not chosen.usable:
+        ss["model_path"] = str(spare.path)
+        _fallback_warning(chosen.name, chosen.error, spare)
+    elif active_path is not None and active is None:
+        _fallback_warning(Path(active_path).stem, "its file is gone", by_path[ss["model_path"]])
+    elif active is not None and not active.usable and ss.get("model_path") == str(spare.path):
+        _fallback_warning(active.name, active.error, spare)
+
+
+def _fallback_warning(name: str, why: str | None, spare) -> None:
+    st.sidebar.warning(f"The model **{name}** cannot be used: {why}. Using **{spare.label()}** instead; "
+                       "train or save the model again, or pick another one below.", icon=":material/warning:")
 
 
 def selection() -> Selection:
