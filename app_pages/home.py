@@ -19,6 +19,7 @@ with c2.container(border=True):
 with c3.container(border=True):
     st.page_link("app_pages/train.py", label="**Train**", icon=":material/model_training:")
     st.caption("Train from scratch or fine-tune in the browser, watch the curves, save and use the result.")
+widgets.privacy_note("app")
 
 sel = state.selection()
 st.header("Active model")

@@ -1,4 +1,10 @@
-"""Train: retrain or fine-tune in the browser; the run lives in a background worker (one per server)."""
+"""Train: retrain or fine-tune in the browser; the run lives in a background worker (one per server).
+
+On a shared server the page can be locked with an admin token (FER_ADMIN_TOKEN) or switched off
+(FER_TRAINING=off); see docs/deploy.md.
+"""
+
+import time
 
 import streamlit as st
 
@@ -16,6 +22,32 @@ SOURCES = {
 
 st.title("Train a model")
 cfg = state.settings()
+
+
+def training_allowed() -> bool:
+    """The access gate: off with FER_TRAINING=off; behind the admin token when FER_ADMIN_TOKEN is set."""
+    if not cfg.training:
+        st.info("Training is switched off on this server (FER_TRAINING=off): analysing photos and the live webcam "
+                "work as usual. To train, run the app on your own machine, or ask the server's administrator.")
+        return False
+    if cfg.token_ok(st.session_state.get("_train_admin_token")):
+        return True
+    st.info("Training on this server needs the admin token (the administrator sets it as FER_ADMIN_TOKEN): "
+            "a training keeps the server's CPU busy and can change the model every visitor uses.")
+    given = st.text_input("Admin token", type="password", key="train_token")
+    if not given:
+        return False
+    if not cfg.token_ok(given):
+        time.sleep(1.0)  # slows down guessing
+        st.error("That is not the admin token. Type the value of FER_ADMIN_TOKEN set on this server.")
+        return False
+    st.session_state["_train_admin_token"] = given
+    st.rerun()
+
+
+if not training_allowed():
+    st.stop()
+widgets.privacy_note("training")
 sel = state.selection()
 job = MANAGER.current()
 busy = job is not None and job.running
@@ -25,10 +57,15 @@ busy = job is not None and job.running
 st.subheader("Data")
 source = st.radio("Data source", list(SOURCES), format_func=SOURCES.get, horizontal=True, key="train_source")
 upload = None
+data_sub = ""
 if source == "folder":
     if cfg.data_dir.exists():
         st.caption(f"Reads `{cfg.data_dir}` (set FER_DATA_DIR to change it): fer2013.csv, the Kaggle "
                    "train/ and test/ folders, or one folder per emotion.")
+        data_sub = st.text_input(
+            "Dataset inside the data folder", key="train_data_path", placeholder="empty: the data folder itself",
+            help="A sub-folder or file of the data folder, such as `fer2013` or `fer2013.csv`. "
+                 "Paths outside the data folder are refused.")
     else:
         st.warning(f"The data folder `{cfg.data_dir}` does not exist. Put FER2013 there (fer2013.csv or the "
                    "Kaggle train/ and test/ folders), point FER_DATA_DIR at it, or upload data instead.")
@@ -83,7 +120,12 @@ def start_training() -> None:
         if not cfg.data_dir.exists():
             st.error(f"The data folder {cfg.data_dir} does not exist (FER_DATA_DIR).")
             return
-        data_path, label, use_cache = cfg.data_dir, f"FER2013 folder {cfg.data_dir}", True
+        try:
+            data_path = cfg.dataset_path(data_sub)
+        except ValueError as exc:
+            st.error(f"Cannot use this dataset path: {exc}")
+            return
+        label, use_cache = f"data folder {data_path}" if data_sub.strip() else f"FER2013 folder {data_path}", True
     else:
         if upload is None:
             st.error("Choose a file to upload first.")

@@ -1,4 +1,4 @@
-"""The app's configuration: paths, limits and WebRTC ICE servers, from secrets or the environment.
+"""The app's configuration: paths, limits, WebRTC ICE servers and training access, from secrets or the environment.
 
 Every value is looked up first in the Streamlit secrets (``.streamlit/secrets.toml``), then in the
 environment, then falls back to a default; see ``docs/app.md`` for the list. This module does not
@@ -7,6 +7,7 @@ import Streamlit: :func:`ui.state.settings` passes the secrets in.
 
 from __future__ import annotations
 
+import hmac
 import json
 import os
 import tempfile
@@ -29,6 +30,8 @@ class Settings:
     max_zip_mb: int = 1024
     max_zip_files: int = 100_000
     ice_servers: list[dict] = field(default_factory=list)
+    training: bool = True  # FER_TRAINING=off removes training from the Train page
+    admin_token: str | None = field(default=None, repr=False)  # FER_ADMIN_TOKEN: needed to train when set
 
     @classmethod
     def load(cls, secrets: Mapping | None = None, env: Mapping | None = None) -> "Settings":
@@ -53,7 +56,67 @@ class Settings:
             max_zip_mb=_positive_int(get("FER_MAX_ZIP_MB", 1024), "FER_MAX_ZIP_MB"),
             max_zip_files=_positive_int(get("FER_MAX_ZIP_FILES", 100_000), "FER_MAX_ZIP_FILES"),
             ice_servers=ice_servers(secrets, env),
+            training=_switch(get("FER_TRAINING", "on"), "FER_TRAINING"),
+            admin_token=_token(get("FER_ADMIN_TOKEN")),
         )
+
+    def token_ok(self, given: str | None) -> bool:
+        """Whether ``given`` may train: always without a configured admin token, else a constant-time match."""
+        if self.admin_token is None:
+            return True
+        return given is not None and hmac.compare_digest(given.encode(), self.admin_token.encode())
+
+    def dataset_path(self, typed: str | None) -> Path:
+        """Resolve a dataset path typed on the Train page, confined to the data folder (``FER_DATA_DIR``).
+
+        ``typed`` is relative to the data folder (empty: the folder itself); an absolute path is
+        accepted only when it lies inside it. Symbolic links and ``..`` are resolved first, so
+        nothing outside the data folder can be reached. ValueError says what was wrong.
+        """
+        return confine(self.data_dir, typed, "the data folder (FER_DATA_DIR)")
+
+
+def confine(root: Path, typed: str | None, what: str = "the allowed folder") -> Path:
+    """The existing path ``typed`` (relative to ``root``) resolved, refused unless it stays inside ``root``."""
+    text = (typed or "").strip()
+    if "\x00" in text:
+        raise ValueError("the path contains a NUL character; type a folder or file name inside "
+                         f"{what}")
+    try:
+        base = root.resolve()
+        target = (base / text).resolve() if text else base
+    except (OSError, RuntimeError) as exc:  # a symbolic-link loop, a name too long
+        raise ValueError(f"cannot resolve {text!r} inside {what}: {exc}") from None
+    if not target.is_relative_to(base):
+        raise ValueError(f"{text!r} is outside {what} {base}; type a path inside it, "
+                         "such as a sub-folder name (no '..', no links or absolute paths leading elsewhere)")
+    if not target.exists():
+        raise ValueError(f"{target} does not exist; type a folder or file inside {what} {base}")
+    return target
+
+
+_ON, _OFF = {"on", "true", "1", "yes", "enabled"}, {"off", "false", "0", "no", "disabled"}
+
+
+def _switch(value, name: str) -> bool:
+    text = str(value).strip().lower()
+    if text in _ON:
+        return True
+    if text in _OFF:
+        return False
+    raise ValueError(f"{name} must be on or off (or true/false, 1/0), got {value!r}")
+
+
+def _token(value) -> str | None:
+    if value is None:
+        return None
+    text = str(value).strip()
+    if not text:
+        return None
+    if len(text) < 8:
+        raise ValueError("FER_ADMIN_TOKEN must be at least 8 characters long; "
+                         "generate one with: python -c 'import secrets; print(secrets.token_urlsafe(24))'")
+    return text
 
 
 def _positive_int(value, name: str) -> int:

@@ -1,4 +1,4 @@
-"""Reusable page parts: model card, evaluation, face cards."""
+"""Reusable page parts: model card, evaluation, face cards, the privacy note."""
 
 from __future__ import annotations
 
@@ -7,6 +7,26 @@ import streamlit as st
 
 from fer.labels import EMOTIONS
 from ui import charts
+
+
+PRIVACY_NOTES = {
+    "photos": "Privacy: your photos are processed in memory on the server and never written to disk or kept; "
+              "results leave only through the downloads you click.",
+    "webcam": "Privacy: camera frames are processed in memory as they arrive and never stored or recorded; "
+              "only the emotion timeline of this session is kept, in memory, while the page is open.",
+    "training": "Privacy: data uploaded here is used for this training only: it is unpacked into a fresh "
+                "temporary folder, read into memory and deleted before the training starts (never cached). "
+                "The trained model joins the model list only when you press Save.",
+    "app": "Privacy: photos and webcam frames are processed in memory and never stored; data uploaded for "
+           "training is kept only until the training has read it, and a model only when you save it.",
+}
+
+
+def privacy_note(kind: str) -> None:
+    """The page's privacy line (``kind``: photos, webcam, training or app) as a caption."""
+    if kind not in PRIVACY_NOTES:
+        raise ValueError(f"unknown privacy note {kind!r}; use one of {', '.join(PRIVACY_NOTES)}")
+    st.caption(PRIVACY_NOTES[kind])
 
 
 def duration(seconds: float | None) -> str:

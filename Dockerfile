@@ -1,0 +1,37 @@
+# The FER app on CPU: docker build -t fer-app . && docker run --rm -p 8501:8501 fer-app
+# (then open http://localhost:8501). GPU hosts: see docs/deploy.md.
+FROM python:3.11-slim
+
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1 \
+    TF_CPP_MIN_LOG_LEVEL=2 \
+    FER_MODELS_DIR=/data/models \
+    FER_DATA_DIR=/data/fer2013 \
+    FER_WORK_DIR=/tmp/fer-app \
+    FER_CACHE_DIR=/data/cache
+
+# libglib2.0-0: OpenCV's core library links against it; everything else ships in the wheels.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libglib2.0-0 \
+    && rm -rf /var/lib/apt/lists/*
+
+WORKDIR /app
+# The same install as the README: pinned requirements under the full constraints, then the no-deps wheel.
+COPY requirements.txt requirements-nodeps.txt constraints.txt ./
+RUN python -m pip install -r requirements.txt -c constraints.txt \
+    && python -m pip install --no-deps -r requirements-nodeps.txt
+
+COPY . .
+RUN useradd --create-home --uid 10001 fer \
+    && mkdir -p /data/models /data/fer2013 /data/cache \
+    && chown -R fer:fer /data
+USER fer
+VOLUME ["/data"]
+
+EXPOSE 8501
+HEALTHCHECK --interval=30s --timeout=5s --start-period=60s --retries=3 \
+    CMD python -c "import urllib.request, sys; sys.exit(urllib.request.urlopen('http://127.0.0.1:8501/_stcore/health', timeout=4).read() != b'ok')"
+
+CMD ["streamlit", "run", "app.py", "--server.address=0.0.0.0", "--server.port=8501", "--server.headless=true"]
