@@ -16,6 +16,7 @@ st.set_page_config(page_title="FER: facial expressions", page_icon=":material/se
 pages = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),
     st.Page("app_pages/analyze.py", title="Analyze photos", icon=":material/photo_camera:", url_path="analyze"),
+    st.Page("app_pages/video.py", title="Analyze video", icon=":material/movie:", url_path="video"),
     st.Page("app_pages/live.py", title="Live webcam", icon=":material/videocam:", url_path="live"),
     st.Page("app_pages/train.py", title="Train", icon=":material/model_training:", url_path="train"),
 ]

@@ -1,5 +1,6 @@
 """Analyze photos: uploads or a camera snapshot -> annotated images, face cards, table, downloads."""
 
+import hashlib
 from functools import partial
 
 import pandas as pd
@@ -8,16 +9,21 @@ import streamlit as st
 from ui import analysis, state, widgets
 
 st.title("Analyze photos")
+widgets.privacy_note("photos")
 sel = state.selection()
 
 min_score = st.slider(
     "Face detector confidence", min_value=0.1, max_value=0.95, value=0.5, step=0.05, key="analyze_min_score",
     help="Faces the detector is less sure of are ignored. Lower it when a face is missed, "
          "raise it when something that is not a face gets a box.")
+explain = st.toggle(
+    "Why this label?", key="analyze_explain",
+    help="Shows, next to each face, the regions that drove its label (red: hiding them lowers the "
+         "label's probability the most). Computed by occluding parts of the face: about a second per face.")
 upload_tab, camera_tab = st.tabs(["Upload photos", "Take a snapshot"])
 with upload_tab:
     uploads = st.file_uploader(
-        "Photos (JPEG, PNG, WebP, BMP, TIFF)", type=analysis.UPLOAD_TYPES, accept_multiple_files=True,
+        "Photos (JPEG, PNG, WebP, BMP, TIFF, GIF)", type=analysis.UPLOAD_TYPES, accept_multiple_files=True,
         key="analyze_uploads")
 with camera_tab:
     snapshot = st.camera_input("Take a snapshot with your camera", key="analyze_snapshot")
@@ -35,6 +41,19 @@ except ValueError as exc:
     st.error(f"Cannot analyse: {exc}")
     st.stop()
 
+
+def why_overlays(a: analysis.ImageAnalysis) -> list:
+    """The "Why this label?" overlays of a photo's faces, computed once per model and crops in this session."""
+    key = (sel.key, a.name, hashlib.sha1(b"".join(c.tobytes() for c in a.crops)).hexdigest())
+    cache = st.session_state.setdefault("_analyze_why", {})
+    if key not in cache:
+        with st.spinner(f"Working out why, face by face ({len(a.faces)} face(s))…"):
+            cache[key] = analysis.explain_overlays(state.recognizer(sel), a)
+        while len(cache) > 12:
+            cache.pop(next(iter(cache)))
+    return cache[key]
+
+
 analyses: list[analysis.ImageAnalysis] = []
 bar = st.progress(0.0, text="Analysing…") if len(inputs) > 1 else None
 for i, (name, data) in enumerate(inputs):
@@ -48,9 +67,9 @@ if bar is not None:
 for i, a in enumerate(analyses):
     st.subheader(a.name, divider="gray")
     if a.error:
-        st.error(f"Cannot read this file: {a.error}. Upload a JPEG, PNG, WebP, BMP or TIFF image.")
+        st.error(f"Cannot read this file: {a.error}. Upload a JPEG, PNG, WebP, BMP, TIFF or GIF image.")
         continue
-    left, right = st.columns([3, 2])
+    left, right = st.columns([1, 1] if explain else [3, 2])
     with left:
         st.image(analysis.display_copy(a.annotated), width="stretch",
                  caption=f"{a.width}×{a.height} px · {len(a.faces)} face(s)")
@@ -61,8 +80,15 @@ for i, a in enumerate(analyses):
         if not a.faces:
             hints = "\n".join(f"- {h}" for h in analysis.NO_FACE_HINTS)
             st.warning(f"No face found in this photo (detector confidence {min_score:.2f}). Likely causes:\n{hints}")
+        overlays = why_overlays(a) if explain and a.faces else None
         for j, face in enumerate(a.faces):
-            widgets.face_card(face, a.crops[j], key=f"analyze_face_{i}_{j}")
+            if overlays is None:
+                widgets.face_card(face, a.crops[j], key=f"analyze_face_{i}_{j}")
+                continue
+            why_col, card_col = st.columns([1, 2.4], vertical_alignment="center")
+            why_col.image(overlays[j], width="stretch", caption=f"why {face['emotion']}: red = what drove it")
+            with card_col:
+                widgets.face_card(face, a.crops[j], key=f"analyze_face_{i}_{j}")
 
 good = [a for a in analyses if not a.error]
 st.header("Results")

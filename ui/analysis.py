@@ -18,7 +18,7 @@ from PIL import Image
 from fer.images import load_bgr
 from fer.labels import EMOTIONS
 
-UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff"]
+UPLOAD_TYPES = ["jpg", "jpeg", "png", "webp", "bmp", "tif", "tiff", "gif"]
 DISPLAY_MAX_SIDE = 1600
 
 NO_FACE_HINTS = (
@@ -79,6 +79,15 @@ def analyze_image(recognizer, name: str, data: bytes, min_score: float) -> Image
     out.faces = [face_record(i + 1, r) for i, r in enumerate(results)]
     out.crops = [np.asarray(r.crop, dtype=np.uint8) for r in results]
     return out
+
+
+def explain_overlays(recognizer, analysis: ImageAnalysis, size: int = 144) -> list[np.ndarray]:
+    """"Why this label?": per face, its crop (RGB, ``size`` px) with the regions that drove its label
+    in warm colours (occlusion sensitivity, :mod:`fer.explain`; about 50 forward passes per face)."""
+    from fer.explain import explain_faces, overlay
+
+    whys = explain_faces(recognizer, analysis.crops, targets=[f["emotion"] for f in analysis.faces])
+    return [overlay(crop, why.heatmap, size=size, channels="rgb") for crop, why in zip(analysis.crops, whys)]
 
 
 def display_copy(rgb: np.ndarray, max_side: int = DISPLAY_MAX_SIDE) -> np.ndarray:

@@ -97,3 +97,26 @@ def emotion_timeline(times: Sequence[float], scores: Sequence[Mapping[str, float
                       yaxis=dict(title="probability", range=[0, 1], tickformat=".0%"),
                       legend=dict(orientation="h", y=-0.3))
     return fig
+
+
+def face_timelines(tracks: Mapping[int, tuple[Sequence[float], Sequence[Mapping[str, float]]]],
+                   max_points: int = 1500, title: str = "Emotions of each tracked face") -> go.Figure:
+    """One panel per tracked face (``{face id: (times in s, probabilities per frame)}``): its 7
+    smoothed probabilities over the video. Long videos are thinned to ``max_points`` per face."""
+    ids = list(tracks)
+    fig = make_subplots(rows=max(1, len(ids)), cols=1, shared_xaxes=True, vertical_spacing=0.12 / max(1, len(ids)),
+                        subplot_titles=[f"face #{tid}" for tid in ids] or None)
+    for row, tid in enumerate(ids, start=1):
+        times, scores = tracks[tid]
+        step = max(1, -(-len(times) // max_points))
+        for emotion in EMOTIONS:
+            fig.add_trace(go.Scatter(
+                x=list(times[::step]), y=[float(s.get(emotion, 0.0)) for s in scores[::step]], mode="lines",
+                name=emotion, legendgroup=emotion, showlegend=row == 1,
+                line=dict(color=EMOTION_COLORS.get(emotion, "#888888"), width=2),
+                hovertemplate=f"face #{tid} {emotion}: %{{y:.0%}} at %{{x:.1f}} s<extra></extra>"), row=row, col=1)
+    fig.update_yaxes(range=[0, 1], tickformat=".0%")
+    fig.update_xaxes(title_text="seconds", row=max(1, len(ids)), col=1)
+    fig.update_layout(title=title, height=130 + 200 * max(1, len(ids)), margin=_MARGIN, hovermode="x unified",
+                      legend=dict(orientation="h", y=-0.5 / max(1, len(ids))))
+    return fig
