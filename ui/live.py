@@ -72,6 +72,15 @@ class LiveProcessor:
         self.frames = 0
         self.errors = 0
         self.last_error: str | None = None
+        self._latest: tuple[np.ndarray, float] | None = None  # main face's 48x48 crop and time
+
+    def latest_face(self) -> tuple[np.ndarray, float] | None:
+        """The main face of the latest analysed frame: ``(48x48 uint8 crop, time.time())``, or None.
+
+        Read by the page (calibration snapshots) while the frame callback writes it: thread-safe.
+        """
+        with self._lock:
+            return self._latest
 
     def configure(self, recognizer, model_key: str, smoothing: bool, min_score: float) -> None:
         """Set the options from the page (called on every rerun, outside the frame callback)."""
@@ -102,6 +111,9 @@ class LiveProcessor:
         annotated = draw(image_bgr, results)
         now = time.time()
         face = main_face(results)
+        if face is not None:
+            with self._lock:
+                self._latest = (face.crop, now)
         self.put(FrameResult(
             t=now, fps=self.fps.tick(now), n_faces=len(results),
             emotion=None if face is None else str(face.emotion),
