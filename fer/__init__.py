@@ -33,6 +33,13 @@ _LAZY = {
     "FaceTracker": "fer.inference",
     "detect_faces": "fer.faces",
     "draw": "fer.draw",
+    "occlusion_map": "fer.explain",
+    "explain_faces": "fer.explain",
+    "Explanation": "fer.explain",
+    "analyze_video": "fer.video",
+    "probe_video": "fer.video",
+    "VideoLimits": "fer.video",
+    "VideoResult": "fer.video",
 }
 
 __all__ = ["EMOTIONS", "NUM_CLASSES", "SPLITS", *_LAZY]
