@@ -98,7 +98,7 @@ def test_analyze_file_applies_exif_orientation(recognizer, tmp_path):
     path.write_bytes(exif_rotated_jpeg(scenes.load("grace_hopper.jpg")))
     (r,) = recognizer.analyze_file(path)
     assert scenes.iou(r.box, scenes.FACES["grace_hopper.jpg"]) >= 0.5
-    with pytest.raises(ValueError, match="not a readable image"):
+    with pytest.raises(ValueError, match="not an image: the format is not recognised"):
         recognizer.analyze_file(b"not an image")
 
 
