@@ -40,11 +40,7 @@ class Settings:
         env = os.environ if env is None else env
 
         def get(name: str, default=None):
-            for key in (name, name.lower()):
-                if key in secrets and secrets[key] not in (None, ""):
-                    return secrets[key]
-            value = env.get(name)
-            return default if value in (None, "") else value
+            return lookup(name, secrets, env, default)
 
         models_dir = Path(get("FER_MODELS_DIR", REPO / "models")).expanduser()
         default_model = Path(get("FER_DEFAULT_MODEL", DEFAULT_MODEL)).expanduser()
@@ -105,6 +101,15 @@ def _switch(value, name: str) -> bool:
     if text in _OFF:
         return False
     raise ValueError(f"{name} must be on or off (or true/false, 1/0), got {value!r}")
+
+
+def lookup(name: str, secrets: Mapping, env: Mapping, default=None):
+    """A setting's raw value: the secrets (``NAME`` or ``name``), then the environment, then ``default``."""
+    for key in (name, name.lower()):
+        if key in secrets and secrets[key] not in (None, ""):
+            return secrets[key]
+    value = env.get(name)
+    return default if value in (None, "") else value
 
 
 def _token(value) -> str | None:

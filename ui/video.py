@@ -17,6 +17,7 @@ from pathlib import Path, PurePath
 
 from fer.labels import EMOTIONS
 from fer.video import VIDEO_TYPES, VideoInfo, VideoLimits, analyze_video
+from ui.settings import lookup
 
 DEFAULT_MAX_MB = 200
 DEFAULT_MAX_SECONDS = 300
@@ -29,8 +30,7 @@ def limits(secrets: Mapping | None = None, env: Mapping | None = None) -> VideoL
     secrets, env = dict(secrets or {}), os.environ if env is None else env
 
     def number(name: str, default: float) -> float:
-        raw = next((v for v in (secrets.get(name), secrets.get(name.lower()), env.get(name)) if v not in (None, "")),
-                   default)
+        raw = lookup(name, secrets, env, default)
         try:
             value = float(raw)
         except (TypeError, ValueError):
