@@ -20,7 +20,11 @@ def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on a dataset (resumable)")
     p.add_argument("--data", required=True, help="fer2013.csv, a Kaggle train/test folder or a class-folder tree")
     p.add_argument("--arch", default=d.arch, help=f"architecture (default {d.arch}; see --list-archs)")
-    p.add_argument("--epochs", type=int, default=d.epochs)
+    p.add_argument("--epochs", type=int, default=d.epochs,
+                   help=f"number of epochs (default {d.epochs}); with --time-budget, the most to run")
+    p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
+                   help="time this machine's speed first, then train as many epochs as fit in SECONDS "
+                        "(the cosine schedule is fitted to them)")
     p.add_argument("--out", required=True, help="output model path, e.g. models/mine.keras")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run that writes --out")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -101,7 +105,7 @@ def cmd_train(args) -> int:
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=not args.no_augment,
         augment_strength=args.augment_strength,
-        precision=args.precision, seed=args.seed)
+        precision=args.precision, seed=args.seed, time_budget_s=args.time_budget)
     cfg.validate()
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     command = "python -m fer " + " ".join(shlex.quote(a) for a in sys.argv[1:])

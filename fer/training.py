@@ -47,6 +47,7 @@ class TrainConfig:
     precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
     seed: int = 0
     val_fraction: float = 0.1
+    time_budget_s: float = 0.0  # > 0: measure this machine's speed, then fit as many epochs (up to `epochs`) as fit
 
     def validate(self) -> None:
         from fer.model import ARCHITECTURES
@@ -63,6 +64,7 @@ class TrainConfig:
              "precision must be auto, float32, mixed_bfloat16 or mixed_float16"),
             (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
             (0 <= self.augment_strength <= 2, "augment_strength must be in [0, 2]"),
+            (self.time_budget_s >= 0, "time_budget_s must be 0 (off) or a number of seconds"),
         ]
         for ok, message in checks:
             if not ok:
@@ -353,9 +355,12 @@ def train(
     out = Path(out)
     if out.suffix != ".keras":
         raise ValueError(f"--out {out} must end in .keras")
+    started = time.monotonic()
     train_split, val_split, val_name = train_val_splits(data, cfg)
     steps = math.ceil(len(train_split) / cfg.batch_size)
     policy = resolve_precision(cfg.precision)
+    if cfg.time_budget_s > 0:
+        cfg = _budgeted(cfg, out, resume, policy, len(train_split), len(val_split), started)
     model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None)
     cancelled = _fit(model, state, cfg, train_split, val_split, run_dir(out), listener, cancel)
     rdir = run_dir(out)
@@ -366,6 +371,55 @@ def train(
     card.metrics = _final_metrics(best, data, val_name, val_split)
     path = export_model(rdir / "best.keras", cfg, out, card)
     return TrainResult(path, card, cancelled)
+
+
+def _budgeted(cfg: TrainConfig, out: Path, resume: bool, policy: str, n_train: int, n_val: int,
+              started: float) -> TrainConfig:
+    """``cfg`` with ``epochs`` set to what fits in ``time_budget_s`` (a resumed run keeps its own)."""
+    saved = read_state(out) if resume else None
+    if saved is not None:
+        epochs = int(saved["config"]["epochs"])
+    else:
+        timing = measure_epoch_seconds(cfg, policy, n_train, n_val)
+        left = cfg.time_budget_s - (time.monotonic() - started) - timing["compile_s"]
+        epochs = max(1, min(cfg.epochs, int(left // timing["epoch_s"])))
+    return TrainConfig.from_dict({**asdict(cfg), "epochs": epochs})
+
+
+def measure_epoch_seconds(cfg: TrainConfig, policy: str, n_train: int, n_val: int, probe_steps: int = 6) -> dict:
+    """Time a throwaway copy of ``cfg``'s model on this machine.
+
+    Returns ``epoch_s`` (training steps, validation and the two checkpoint saves of one epoch)
+    and ``compile_s`` (the first step's tracing/compilation, which the real run pays again).
+    """
+    import tempfile
+
+    import fer.model
+
+    with dtype_policy(policy):
+        probe = fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength, seed=cfg.seed)
+    compile_model(probe, cfg, steps=max(1, math.ceil(n_train / cfg.batch_size)))
+    rng = np.random.default_rng(cfg.seed)
+    x = rng.uniform(0, 255, (cfg.batch_size, 48, 48, 1)).astype(np.float32)
+    y = np.eye(NUM_CLASSES, dtype=np.float32)[rng.integers(0, NUM_CLASSES, cfg.batch_size)]
+    t0 = time.monotonic()
+    probe.train_on_batch(x, y)
+    probe.test_on_batch(x, y)
+    compile_s = time.monotonic() - t0
+    step_s = _seconds_per_call(lambda: probe.train_on_batch(x, y), probe_steps)
+    eval_s = _seconds_per_call(lambda: probe.test_on_batch(x, y), probe_steps)
+    with tempfile.TemporaryDirectory() as tmp:
+        save_s = _seconds_per_call(lambda: probe.save(Path(tmp) / "probe.keras"), 1)
+    epoch_s = (math.ceil(n_train / cfg.batch_size) * step_s + math.ceil(n_val / cfg.batch_size) * eval_s
+               + 2 * save_s)
+    return {"epoch_s": epoch_s, "compile_s": compile_s}
+
+
+def _seconds_per_call(fn, n: int) -> float:
+    t0 = time.monotonic()
+    for _ in range(n):
+        fn()
+    return (time.monotonic() - t0) / n
 
 
 def _fit(model, state, cfg, train_split, val_split, rdir, listener, cancel) -> bool:

@@ -97,3 +97,17 @@ def test_fine_tuning_keeps_the_starting_weights_and_records_the_lineage(tmp_path
     now = {w.path: w.numpy() for w in tuned_model.weights}
     for path, k in kernels:
         np.testing.assert_allclose(now[path], k, atol=1e-4, err_msg=path)
+
+
+def test_time_budget_picks_the_epochs_that_fit(tmp_path):
+    import time
+
+    from fer.training import _budgeted
+
+    short = train(tiny_data(), TrainConfig(**CFG, epochs=5, time_budget_s=0.01), tmp_path / "short.keras")
+    assert short.card.epochs == 1 and short.card.config["epochs"] == 1  # too little time: one epoch
+    roomy = _budgeted(TrainConfig(**CFG, epochs=7, time_budget_s=3600), tmp_path / "r.keras", False, "float32",
+                      70, 21, time.monotonic())
+    assert roomy.epochs == 7 and roomy.time_budget_s == 3600  # capped by --epochs
+    with pytest.raises(ValueError, match="time_budget_s"):
+        TrainConfig(**CFG, time_budget_s=-1).validate()
