@@ -128,6 +128,15 @@ def dtype_policy(policy: str):
         keras.mixed_precision.set_global_policy(old)
 
 
+def _build(cfg: TrainConfig, policy: str):
+    """A fresh model of ``cfg``'s architecture and augmentation, built under dtype ``policy``."""
+    import fer.model
+
+    with dtype_policy(policy):
+        return fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength,
+                                     seed=cfg.seed)
+
+
 # ---------------------------------------------------------------- compile
 
 
@@ -276,8 +285,6 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
     """Return (model, state): a fresh compiled model, or the last checkpoint of the run."""
     import keras
 
-    import fer.model
-
     rdir = run_dir(out)
     state = read_state(out) if resume else None
     if state is not None and (rdir / "last.keras").is_file():
@@ -293,8 +300,7 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
         shutil.rmtree(rdir)
     rdir.mkdir(parents=True)
     keras.utils.set_random_seed(cfg.seed)
-    with dtype_policy(policy):
-        model = fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength, seed=cfg.seed)
+    model = _build(cfg, policy)
     if init_model:
         from fer.modelfile import load_model
 
@@ -326,11 +332,8 @@ def export_model(best_path: Path, cfg: TrainConfig, out: Path, card: ModelCard) 
     """Rebuild the architecture in float32 without optimizer, copy the best weights, save with card."""
     import keras
 
-    import fer.model
-
     best = keras.saving.load_model(best_path, compile=False, safe_mode=True)
-    with dtype_policy("float32"):
-        clean = fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength, seed=cfg.seed)
+    clean = _build(cfg, "float32")
     clean.set_weights(_weights_for(clean, best))
     return save_model(clean, out, card)
 
@@ -394,10 +397,7 @@ def measure_epoch_seconds(cfg: TrainConfig, policy: str, n_train: int, n_val: in
     """
     import tempfile
 
-    import fer.model
-
-    with dtype_policy(policy):
-        probe = fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength, seed=cfg.seed)
+    probe = _build(cfg, policy)
     compile_model(probe, cfg, steps=max(1, math.ceil(n_train / cfg.batch_size)))
     rng = np.random.default_rng(cfg.seed)
     x = rng.uniform(0, 255, (cfg.batch_size, 48, 48, 1)).astype(np.float32)
