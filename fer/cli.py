@@ -39,7 +39,8 @@ def _add_train(sub) -> None:
     p.add_argument("--augment-strength", type=float, default=d.augment_strength,
                    help="scale every augmentation range (0 = none, 1 = default, up to 2)")
     p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"), default="auto")
-    p.add_argument("--seed", type=int, default=d.seed)
+    p.add_argument("--seed", type=int, default=d.seed,
+                   help="random seed (a fine-tuning run adds its stage number to it)")
     p.add_argument("--init-model", help="fine-tune: start from this model's weights (same architecture)")
     p.add_argument("--skip-unknown", action="store_true", help="ignore unknown class folders / labels")
 

@@ -45,7 +45,7 @@ class TrainConfig:
     augment: bool = True
     augment_strength: float = 1.0
     precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
-    seed: int = 0
+    seed: int = 0  # with an init_model, the run uses seed + its stage number (see run_seed)
     val_fraction: float = 0.1
     time_budget_s: float = 0.0  # > 0: measure this machine's speed, then fit as many epochs (up to `epochs`) as fit
 
@@ -128,13 +128,13 @@ def dtype_policy(policy: str):
         keras.mixed_precision.set_global_policy(old)
 
 
-def _build(cfg: TrainConfig, policy: str):
+def _build(cfg: TrainConfig, policy: str, seed: int | None = None):
     """A fresh model of ``cfg``'s architecture and augmentation, built under dtype ``policy``."""
     import fer.model
 
     with dtype_policy(policy):
         return fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength,
-                                     seed=cfg.seed)
+                                     seed=cfg.seed if seed is None else seed)
 
 
 # ---------------------------------------------------------------- compile
@@ -299,8 +299,9 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
     if rdir.exists():
         shutil.rmtree(rdir)
     rdir.mkdir(parents=True)
-    keras.utils.set_random_seed(cfg.seed)
-    model = _build(cfg, policy)
+    seed = run_seed(cfg, init_model)
+    keras.utils.set_random_seed(seed)
+    model = _build(cfg, policy, seed)
     if init_model:
         from fer.modelfile import load_model
 
@@ -308,8 +309,20 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
         model.set_weights(_weights_for(model, src))
     compile_model(model, cfg, steps=steps)
     state = {"config": asdict(cfg), "epoch": 0, "steps": steps, "history": [], "best_score": -math.inf,
-             "best_epoch": 0, "elapsed_s": 0.0, "precision": policy, "init_model": init_model}
+             "best_epoch": 0, "elapsed_s": 0.0, "precision": policy, "init_model": init_model, "seed": seed}
     return model, state
+
+
+def run_seed(cfg: TrainConfig, init_model: str | None) -> int:
+    """The random seed of a run: ``cfg.seed``, plus the stage number when fine-tuning.
+
+    A fine-tuning stage with the same ``--seed`` would otherwise replay the first stage's batch
+    order, augmentations and dropout masks step for step, so the network would see the very same
+    augmented images again in every stage.
+    """
+    if not init_model:
+        return cfg.seed
+    return cfg.seed + max(1, len(_base_stages(init_model)))
 
 
 def _weights_for(model, src) -> list:
