@@ -97,23 +97,18 @@ def test_fine_tuning_keeps_the_starting_weights_and_records_the_lineage(tmp_path
     now = {w.path: w.numpy() for w in tuned_model.weights}
     for path, k in kernels:
         np.testing.assert_allclose(now[path], k, atol=1e-4, err_msg=path)
+    # stage 2 must not replay stage 1's shuffles, augmentations and dropout masks step for step
+    assert (read_state(base)["seed"], read_state(out)["seed"]) == (0, 1)
+    assert not np.allclose(_first_augmentation(base), _first_augmentation(out))
 
 
-def test_a_fine_tuning_stage_draws_fresh_augmentations(tmp_path):
-    """Stage 2 must not replay stage 1's shuffles, augmentations and dropout masks step for step."""
+def _first_augmentation(path):
+    """What a run's augmentation layer draws on its first batch."""
     import keras
 
-    data, base, out = tiny_data(), tmp_path / "base.keras", tmp_path / "tuned.keras"
-    train(data, TrainConfig(**CFG, epochs=1), base)
-    train(data, TrainConfig(**CFG, epochs=1), out, init_model=base)
-    assert (read_state(base)["seed"], read_state(out)["seed"]) == (0, 1)
-
-    def first_augmentation(path):  # what the run's augmentation layer drew on its first batch
-        layer = keras.saving.load_model(run_dir(path) / "last.keras", compile=False).get_layer("augment")
-        x = np.random.default_rng(0).uniform(0, 1, (4, 48, 48, 1)).astype("float32")
-        return keras.ops.convert_to_numpy(keras.layers.Layer.__call__(layer, x, training=True))
-
-    assert not np.allclose(first_augmentation(base), first_augmentation(out))
+    layer = keras.saving.load_model(run_dir(path) / "last.keras", compile=False).get_layer("augment")
+    x = np.random.default_rng(0).uniform(0, 1, (4, 48, 48, 1)).astype("float32")
+    return keras.ops.convert_to_numpy(layer(x, training=True))
 
 
 def test_time_budget_picks_the_epochs_that_fit(tmp_path):
