@@ -16,14 +16,15 @@ between them is detected instead. The model still classifies every face on every
 that frame's own pixels, with several frames' faces batched into one call. A
 :class:`fer.inference.FaceTracker` gives stable ids and smooths the probabilities.
 
-The annotated video is H.264 in MP4 (or VP8 in WebM), written with PyAV's bundled encoders, so
-browsers play it; it has no audio track.
+The annotated video is H.264 in MP4 (or VP8 in WebM), encoded by the ffmpeg binary that the
+``imageio-ffmpeg`` wheel ships (with libx264 and libvpx), so browsers play it; it has no audio track.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import subprocess
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
@@ -41,11 +42,11 @@ CSV_FIELDS = ["frame", "time_s", "track_id", "x", "y", "w", "h", "emotion", "sco
 VIDEO_TYPES = ["mp4", "mov", "m4v", "avi", "mkv", "webm", "mpg", "mpeg", "wmv"]
 """File types offered for upload (anything FFmpeg in OpenCV decodes is read)."""
 
-OUTPUT_CODECS: dict[str, tuple[str, dict[str, str]]] = {
-    ".mp4": ("libx264", {"preset": "superfast", "crf": "23"}),
-    ".webm": ("libvpx", {"deadline": "realtime", "cpu-used": "8", "b": "2M"}),
+OUTPUT_CODECS: dict[str, tuple[str, tuple[str, ...]]] = {
+    ".mp4": ("libx264", ("-preset", "superfast", "-crf", "23", "-movflags", "+faststart")),
+    ".webm": ("libvpx", ("-deadline", "realtime", "-cpu-used", "8", "-b:v", "2M")),
 }
-"""Encoder and options per output suffix: both play in every current browser."""
+"""Encoder and ffmpeg output options per suffix: both play in every current browser."""
 
 FALLBACK_FPS = 25.0
 BATCH_FRAMES = 12
@@ -382,40 +383,42 @@ def check_output_name(path: str | Path | None) -> None:
 
 
 class _Writer:
-    """H.264/MP4 or VP8/WebM through PyAV (its wheels bundle libx264 and libvpx); even frame sizes."""
+    """H.264/MP4 or VP8/WebM: raw BGR frames piped to imageio-ffmpeg's ffmpeg; even frame sizes."""
 
     def __init__(self, path: str | Path, fps: float, shape: tuple[int, ...]) -> None:
-        import av
+        import imageio_ffmpeg
 
-        path = Path(path)
-        check_output_name(path)
-        codec, options = OUTPUT_CODECS[path.suffix.lower()]
-        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)
+        check_output_name(self.path)
+        codec, options = OUTPUT_CODECS[self.path.suffix.lower()]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self.height, self.width = shape[0] + shape[0] % 2, shape[1] + shape[1] % 2
-        try:
-            self.container = av.open(str(path), "w", options={"movflags": "+faststart"})
-        except OSError as exc:
-            raise OSError(f"cannot write video {path}: {exc}") from None
-        self.stream = self.container.add_stream(codec, rate=Fraction(fps).limit_denominator(1001))
-        self.stream.width, self.stream.height, self.stream.pix_fmt = self.width, self.height, "yuv420p"
-        self.stream.options = dict(options)
+        rate = Fraction(fps).limit_denominator(1001)
+        cmd = [imageio_ffmpeg.get_ffmpeg_exe(), "-hide_banner", "-loglevel", "error", "-y",
+               "-f", "rawvideo", "-pix_fmt", "bgr24", "-s", f"{self.width}x{self.height}", "-r", str(rate),
+               "-i", "-", "-an", "-c:v", codec, *options, "-pix_fmt", "yuv420p", str(self.path)]
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stderr=subprocess.PIPE)
 
     def write(self, bgr: np.ndarray) -> None:
-        import av
         import cv2
 
         h, w = bgr.shape[:2]
         if (h, w) != (self.height, self.width):  # odd sizes: repeat the last row / column
             bgr = cv2.copyMakeBorder(bgr, 0, self.height - h, 0, self.width - w, cv2.BORDER_REPLICATE)
-        for packet in self.stream.encode(av.VideoFrame.from_ndarray(bgr, format="bgr24")):
-            self.container.mux(packet)
+        try:
+            self.proc.stdin.write(np.ascontiguousarray(bgr, dtype=np.uint8).tobytes())
+        except BrokenPipeError:
+            self.close()  # ffmpeg quit: close() raises with its message
 
     def close(self) -> None:
-        try:
-            for packet in self.stream.encode():
-                self.container.mux(packet)
-        finally:
-            self.container.close()
+        """Finish the file; ``OSError`` with ffmpeg's last message if it failed (again on every call)."""
+        if self.proc.returncode is None:
+            self.proc.stdin.close()
+            with self.proc.stderr:
+                self.error = self.proc.stderr.read().decode(errors="replace").strip().splitlines()
+            self.proc.wait()
+        if self.proc.returncode:
+            raise OSError(f"cannot write video {self.path}: {self.error[-1] if self.error else 'ffmpeg failed'}")
 
 
 def write_video(path: str | Path, frames, fps: float) -> Path:
