@@ -44,6 +44,9 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", choices=("centerface", "haar"), default="centerface",
                    help="face detector: centerface (default) or haar (the baseline)")
     p.add_argument("--no-refine", action="store_true", help="skip the landmark refinement (faster, coarser alignment)")
+    p.add_argument("--tta", nargs="?", const="flip", choices=("flip", "crops"),
+                   help="average each face over test-time views: flip (the face and its mirror, 2x the model's "
+                        "cost; the default when --tta is given alone) or crops (10x)")
 
 
 def _recognizer(args):
@@ -52,7 +55,7 @@ def _recognizer(args):
     if args.input_size < 32:
         raise ValueError(f"--input-size {args.input_size} is too small; use 320 or more")
     return EmotionRecognizer(args.model, detector=args.detector, min_score=args.min_score, refine=not args.no_refine,
-                             input_size=args.input_size)
+                             input_size=args.input_size, tta=args.tta)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -231,3 +231,19 @@ def test_tracker_invariants_on_random_frames(frames, alpha):
 def test_iou_matrix():
     m = iou_matrix(np.array([[0, 0, 10, 10], [5, 0, 10, 10]]), np.array([[0, 0, 10, 10], [20, 20, 5, 5]]))
     np.testing.assert_allclose(m, [[1, 0], [50 / 150, 0]])
+
+
+def test_flip_tta_averages_each_face_with_its_mirror_in_one_batch(model_path):
+    from fer.modelfile import load_model
+
+    loaded = load_model(model_path)
+    plain, flip = EmotionRecognizer(loaded), EmotionRecognizer(loaded, tta="flip")
+    crops = np.stack([r.crop for r in plain.analyze(scenes.group(2).image)])
+    expected = (plain.classify(crops) + plain.classify(crops[:, :, ::-1])) / 2
+    got = flip.classify(crops)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    assert np.abs(got - plain.classify(crops)).max() > 1e-4  # the mirror really changes the answer
+    (r,) = flip.analyze(scenes.load("astronaut.jpg"))
+    np.testing.assert_allclose(probs_of(r), flip.classify(r.crop[None])[0], atol=1e-5)
+    with pytest.raises(ValueError, match="tta='mirror' is not a test-time augmentation"):
+        EmotionRecognizer(loaded, tta="mirror")
