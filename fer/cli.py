@@ -10,6 +10,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from fer.evaluate import TTA_MODES
 from fer.labels import SPLITS
 
 
@@ -51,7 +52,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--split", choices=(*SPLITS, "all"), default=None,
                    help="default: public_test when the data has it, else all images")
     p.add_argument("--model", help="model file (default: the shipped model)")
-    p.add_argument("--tta", nargs="?", const="flip", choices=("flip", "crops"),
+    p.add_argument("--tta", nargs="?", const="flip", choices=tuple(TTA_MODES),
                    help="test-time augmentation: flip (2 passes, default) or crops (10 passes)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--skip-unknown", action="store_true")

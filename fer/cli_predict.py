@@ -7,6 +7,7 @@ import json
 import sys
 from pathlib import Path
 
+from fer.evaluate import TTA_MODES
 from fer.video import CSV_FIELDS  # noqa: F401  (the timeline's columns, re-exported)
 
 
@@ -44,7 +45,7 @@ def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--detector", choices=("centerface", "haar"), default="centerface",
                    help="face detector: centerface (default) or haar (the baseline)")
     p.add_argument("--no-refine", action="store_true", help="skip the landmark refinement (faster, coarser alignment)")
-    p.add_argument("--tta", nargs="?", const="flip", choices=("flip", "crops"),
+    p.add_argument("--tta", nargs="?", const="flip", choices=tuple(TTA_MODES),
                    help="average each face over test-time views: flip (the face and its mirror, 2x the model's "
                         "cost; the default when --tta is given alone) or crops (10x)")
 
