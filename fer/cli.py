@@ -44,6 +44,17 @@ def _add_train(sub) -> None:
                    help="random seed (a fine-tuning run adds its stage number to it)")
     p.add_argument("--init-model", help="fine-tune: start from this model's weights (same architecture)")
     p.add_argument("--skip-unknown", action="store_true", help="ignore unknown class folders / labels")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep every epoch's checkpoint in the run folder, for `python -m fer average`")
+
+
+def _add_average(sub) -> None:
+    p = sub.add_parser("average", help="average the weights of a run's last epochs (SWA) into one model")
+    p.add_argument("--run", required=True, help="the --out of a run trained with --keep-checkpoints")
+    p.add_argument("--from-epoch", type=int, required=True, help="average the epochs from this one to the last")
+    p.add_argument("--data", required=True, help="the run's dataset (BatchNorm statistics, evaluation)")
+    p.add_argument("--out", required=True, help="output model path, e.g. models/mine_swa.keras")
+    p.add_argument("--skip-unknown", action="store_true")
 
 
 def _add_evaluate(sub) -> None:
@@ -63,6 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)
+    _add_average(sub)
     try:
         from fer import cli_predict
     except ImportError:
@@ -107,7 +119,8 @@ def cmd_train(args) -> int:
         weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
         label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=not args.no_augment,
         augment_strength=args.augment_strength,
-        precision=args.precision, seed=args.seed, time_budget_s=args.time_budget)
+        precision=args.precision, seed=args.seed, time_budget_s=args.time_budget,
+        keep_checkpoints=args.keep_checkpoints)
     cfg.validate()
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     command = "python -m fer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -118,6 +131,21 @@ def cmd_train(args) -> int:
     print(f"{state}: best epoch {result.card.best_epoch}/{result.card.epochs}, "
           f"{next(iter(result.card.metrics))} accuracy {val['accuracy']:.4f}; saved {result.model_path}")
     return 130 if result.cancelled else 0
+
+
+def cmd_average(args) -> int:
+    from fer.averaging import average_run, run_checkpoints
+    from fer.data import load_dataset
+
+    run_checkpoints(args.run, args.from_epoch)  # a bad run or epoch fails before the data loads
+    data = load_dataset(args.data, skip_unknown=args.skip_unknown)
+    command = "python -m fer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    path, card = average_run(data, args.run, args.out, first_epoch=args.from_epoch, command=command)
+    split, metrics = next(iter(card.metrics.items()))
+    single = card.averaged["best_single_epoch"]
+    print(f"averaged epochs {args.from_epoch}-{card.averaged['last_epoch']}: {split} accuracy "
+          f"{metrics['accuracy']:.4f} (best single epoch {single['epoch']}: {single['accuracy']:.4f}); saved {path}")
+    return 0
 
 
 def cmd_evaluate(args) -> int:
@@ -164,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet_keras_import()
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate}.get(args.command) or args.handler
+    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "average": cmd_average}.get(args.command) or args.handler
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"

@@ -44,6 +44,7 @@ class ModelCard:
     command: str = ""
     notes: str = ""
     stages: list[dict] = field(default_factory=list)
+    averaged: dict = field(default_factory=dict)  # weight averaging (SWA) of this run's epochs, if any
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     format: int = CARD_FORMAT
 

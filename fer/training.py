@@ -48,6 +48,7 @@ class TrainConfig:
     seed: int = 0  # with an init_model, the run uses seed + its stage number (see run_seed)
     val_fraction: float = 0.1
     time_budget_s: float = 0.0  # > 0: measure this machine's speed, then fit as many epochs (up to `epochs`) as fit
+    keep_checkpoints: bool = False  # also keep every epoch's checkpoint (run dir, epoch_NNN.keras) for averaging
 
     def validate(self) -> None:
         from fer.model import ARCHITECTURES
@@ -225,6 +226,11 @@ def run_dir(out: str | Path) -> Path:
     return out.with_name(out.stem + ".run")
 
 
+def epoch_checkpoint(rdir: Path, epoch: int) -> Path:
+    """The checkpoint a ``keep_checkpoints`` run keeps of ``epoch`` (1-based)."""
+    return Path(rdir) / f"epoch_{epoch:03d}.keras"
+
+
 def _write_json(path: Path, obj: dict) -> None:
     atomic_write_bytes(path, lambda tmp: Path(tmp).write_text(json.dumps(obj, indent=2)))
 
@@ -271,6 +277,8 @@ def _checkpoint_callback(rdir: Path, state: dict, listener, cancel):
                 st["best_score"], st["best_epoch"] = score, epoch + 1
                 atomic_write_bytes(self.rdir / "best.keras", lambda tmp: self.model.save(tmp))
             atomic_write_bytes(self.rdir / "last.keras", lambda tmp: self.model.save(tmp))
+            if st["config"].get("keep_checkpoints"):
+                shutil.copyfile(self.rdir / "last.keras", epoch_checkpoint(self.rdir, epoch + 1))
             _write_json(self.rdir / "state.json", st)
             if self.listener is not None and hasattr(self.listener, "on_epoch"):
                 self.listener.on_epoch(epoch + 1, st["config"]["epochs"], logs)
@@ -294,6 +302,7 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
                              "pass the same settings or train to another --out")
         state["config"]["epochs"] = cfg.epochs
         state["elapsed_s_before"] = state.get("elapsed_s", 0.0)
+        state["config"]["keep_checkpoints"] = state["config"].get("keep_checkpoints") or cfg.keep_checkpoints
         model = keras.saving.load_model(rdir / "last.keras", compile=True, safe_mode=True)
         return model, state
     if rdir.exists():
@@ -378,6 +387,7 @@ def train(
     if cfg.time_budget_s > 0:
         cfg = _budgeted(cfg, out, resume, policy, len(train_split), len(val_split), started)
     model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None)
+    state["command"] = command or os.environ.get("FER_TRAIN_COMMAND", "")
     cancelled = _fit(model, state, cfg, train_split, val_split, run_dir(out), listener, cancel)
     rdir = run_dir(out)
     if not (rdir / "best.keras").is_file():
@@ -478,7 +488,7 @@ def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str, comm
         hardware=hardware_description(),
         precision=state.get("precision", ""),
         history=state["history"],
-        command=command or os.environ.get("FER_TRAIN_COMMAND", ""),
+        command=command or state.get("command") or os.environ.get("FER_TRAIN_COMMAND", ""),
         stages=_base_stages(state.get("init_model")),
     )
 

@@ -45,7 +45,13 @@ def main() -> None:
             ax.axvline(x, color="grey", ls="--", lw=0.8)
         ax.grid(alpha=0.3)
         ax.legend()
-    axes[1].axvline(len(history) - len(card.history) + card.best_epoch, color="grey", ls=":", label="selected epoch")
+    offset = len(history) - len(card.history)
+    if card.averaged:
+        axes[1].axvspan(offset + card.averaged["first_epoch"] - 0.5, offset + card.averaged["last_epoch"] + 0.5,
+                        color="grey", alpha=0.15, label="weights averaged")
+        axes[1].legend()
+    else:
+        axes[1].axvline(offset + card.best_epoch, color="grey", ls=":", label="selected epoch")
     hours = (card.wall_time_s + sum(s.get("wall_time_s", 0.0) for s in card.stages)) / 3600
     stages = f" in {len(card.stages) + 1} stages" if card.stages else ""
     fig.suptitle(f"{card.architecture}: {len(history)} epochs{stages}, {hours:.1f} h on {card.hardware.split(';')[0]}",

@@ -1,0 +1,156 @@
+"""Weight averaging (SWA): one model from the mean weights of several checkpoints of one run.
+
+Stochastic weight averaging (Izmailov et al., 2018) averages the weights a run visits at a
+constant or cyclic learning rate; the mean lies nearer the centre of a flat minimum than any one
+checkpoint and usually generalises better. Averaged convolution weights no longer match the
+BatchNormalization statistics the checkpoints carried, so those are recomputed on training images.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def _load_checkpoint(path: str | Path):
+    import keras
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"checkpoint {path} does not exist; give the epoch checkpoints of one run "
+                         "(train with --keep-checkpoints: models/NAME.run/epoch_NNN.keras)")
+    try:
+        return keras.saving.load_model(path, compile=False, safe_mode=True)
+    except Exception as exc:  # noqa: BLE001 - Keras raises many types for a bad file
+        raise ValueError(f"cannot load checkpoint {path}: {exc}") from None
+
+
+def mean_weights(paths: list[str | Path]) -> dict[str, np.ndarray]:
+    """The element-wise mean of the float weights of ``paths``, keyed by weight path.
+
+    Every checkpoint must have the same weights (same architecture); integer state such as the
+    augmentation's random seed is not averaged.
+    """
+    if len(paths) < 2:
+        raise ValueError(f"averaging needs at least 2 checkpoints, got {len(paths)}")
+    sums: dict[str, np.ndarray] = {}
+    for i, path in enumerate(paths):
+        weights = {w.path: np.asarray(w.numpy()) for w in _load_checkpoint(path).weights
+                   if np.issubdtype(np.asarray(w.numpy()).dtype, np.floating)}
+        if i and weights.keys() != sums.keys():
+            raise ValueError(f"checkpoint {path} has other weights than {paths[0]}; "
+                             "average checkpoints of one architecture only")
+        for key, value in weights.items():
+            sums[key] = sums.get(key, 0.0) + value.astype(np.float64)
+    return {key: (value / len(paths)).astype(np.float32) for key, value in sums.items()}
+
+
+def apply_weights(model, weights: dict[str, np.ndarray]) -> None:
+    """Assign ``weights`` (weight path -> array) to ``model``'s matching weights."""
+    missing = [w.path for w in model.weights if w.path not in weights and "seed_generator" not in w.path]
+    if missing:
+        raise ValueError(f"the averaged weights do not fit this model (no {missing[0]}); "
+                         "build the architecture the checkpoints were trained with")
+    for w in model.weights:
+        if w.path in weights:
+            w.assign(weights[w.path].astype(w.dtype))
+
+
+def _batchnorm_layers(model) -> list:
+    import keras
+
+    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+
+
+def recompute_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> int:
+    """Set every BatchNormalization's moving statistics to their mean over ``x``, as in training.
+
+    ``x`` is uint8 faces (n, 48, 48) or (n, 48, 48, 1). The forward passes run in training mode,
+    so the statistics see the same in-model augmentation and dropout as during training; each
+    batch is weighted equally (a cumulative mean, not an exponential one). Returns the number of
+    batches used.
+    """
+    layers = _batchnorm_layers(model)
+    if not layers:
+        return 0
+    x = np.asarray(x, dtype=np.float32)
+    x = x[..., None] if x.ndim == 3 else x
+    if len(x) < batch_size:
+        raise ValueError(f"recomputing BatchNorm statistics needs at least {batch_size} images, got {len(x)}")
+    saved = [layer.momentum for layer in layers]
+    for layer in layers:
+        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, "float32"))
+        layer.moving_variance.assign(np.ones(layer.moving_variance.shape, "float32"))
+    n_batches = len(x) // batch_size
+    try:
+        for k in range(n_batches):
+            for layer in layers:
+                layer.momentum = k / (k + 1)  # new = old * k/(k+1) + batch / (k+1): the running mean
+            model(x[k * batch_size : (k + 1) * batch_size], training=True)
+    finally:
+        for layer, momentum in zip(layers, saved):
+            layer.momentum = momentum
+    return n_batches
+
+
+def run_checkpoints(out: str | Path, first_epoch: int) -> tuple[list[Path], dict]:
+    """The kept epoch checkpoints of the run that writes ``out``, from ``first_epoch`` on, and its state."""
+    from fer.training import epoch_checkpoint, read_state, run_dir
+
+    state = read_state(out)
+    if state is None:
+        raise ValueError(f"no training run found for {out} (no {run_dir(out) / 'state.json'}); "
+                         "give the --out of a run trained with --keep-checkpoints")
+    last = int(state["epoch"])
+    if not 1 <= first_epoch < last:
+        raise ValueError(f"--from-epoch must be between 1 and {last - 1} (the run has {last} epochs), "
+                         f"got {first_epoch}")
+    paths = [epoch_checkpoint(run_dir(out), e) for e in range(first_epoch, last + 1)]
+    missing = [p.name for p in paths if not p.is_file()]
+    if missing:
+        raise ValueError(f"the run {run_dir(out)} did not keep {', '.join(missing[:3])}; "
+                         "train with --keep-checkpoints to keep every epoch's checkpoint")
+    return paths, state
+
+
+def _exported_command(out: str | Path) -> str:
+    """The training command in the card of the run's exported model (runs that predate state["command"])."""
+    from fer.modelfile import read_card
+
+    try:
+        return read_card(out).command
+    except ValueError:
+        return ""
+
+
+def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, command: str = "",
+                batch_size: int = 256):
+    """Average the kept checkpoints of the run that wrote ``out`` from ``first_epoch`` on; save to ``dest``.
+
+    The BatchNorm statistics are recomputed on the run's training split; the averaged model is
+    evaluated on the run's selection split like any trained model, and its card records which
+    epochs were averaged and how the best single epoch of the run did, for comparison.
+    Returns ``(path, card)``.
+    """
+    from fer.modelfile import save_model
+    from fer.training import TrainConfig, _build, _final_metrics, _make_card, train_val_splits
+
+    dest = Path(dest)
+    if dest.suffix != ".keras":
+        raise ValueError(f"--out {dest} must end in .keras")
+    paths, state = run_checkpoints(out, first_epoch)
+    cfg = TrainConfig.from_dict(state["config"])
+    train_split, val_split, val_name = train_val_splits(data, cfg)
+    model = _build(cfg, "float32", state.get("seed"))
+    apply_weights(model, mean_weights(paths))
+    order = np.random.default_rng(int(state.get("seed") or 0)).permutation(len(train_split.x))
+    batch_size = min(batch_size, len(order))
+    batches = recompute_batchnorm(model, train_split.x[order], batch_size)
+    card = _make_card(state, cfg, data, val_name, state.get("command") or _exported_command(out))
+    card.best_epoch = 0
+    card.averaged = {"first_epoch": first_epoch, "last_epoch": int(state["epoch"]), "checkpoints": len(paths),
+                     "batchnorm_images": batches * batch_size, "command": command,
+                     "best_single_epoch": {"epoch": state["best_epoch"], "accuracy": state["best_score"]}}
+    card.metrics = _final_metrics(model, data, val_name, val_split)
+    return save_model(model, dest, card), card

@@ -1,0 +1,65 @@
+import numpy as np
+import pytest
+
+from fer.averaging import average_run, mean_weights, recompute_batchnorm
+from fer.modelfile import load_model
+from fer.training import TrainConfig, epoch_checkpoint, run_dir, train
+from test_training import CFG, tiny_data
+
+
+def _kernels(path):
+    import keras
+
+    model = keras.saving.load_model(path, compile=False)
+    return {w.path: w.numpy() for w in model.weights if w.path.endswith("kernel")}
+
+
+def test_swa_averages_the_kept_epochs_and_records_it(tmp_path):
+    data, out = tiny_data(), tmp_path / "m.keras"
+    train(data, TrainConfig(**CFG, epochs=3, keep_checkpoints=True), out, command="python -m fer train x")
+    kept = [epoch_checkpoint(run_dir(out), e) for e in (1, 2, 3)]
+    assert all(p.is_file() for p in kept)
+    path, card = average_run(data, out, tmp_path / "swa.keras", first_epoch=2, command="python -m fer average y")
+    model, loaded = load_model(path)
+    two, three = _kernels(kept[1]), _kernels(kept[2])
+    assert not np.allclose(two["predictions/kernel"], three["predictions/kernel"])
+    now = {w.path: w.numpy() for w in model.weights}
+    for key in two:
+        np.testing.assert_allclose(now[key], (two[key] + three[key]) / 2, rtol=1e-5, atol=1e-6, err_msg=key)
+    assert loaded.averaged["first_epoch"] == 2 and loaded.averaged["last_epoch"] == 3
+    assert loaded.averaged["checkpoints"] == 2 and loaded.averaged["command"] == "python -m fer average y"
+    assert loaded.command == "python -m fer train x" and loaded.best_epoch == 0
+    assert 0 <= loaded.metrics["public_test"]["accuracy"] <= 1 and "public_test_tta_flip" in loaded.metrics
+
+
+def test_swa_refuses_runs_without_checkpoints_and_bad_epochs(tmp_path):
+    data, out = tiny_data(), tmp_path / "plain.keras"
+    with pytest.raises(ValueError, match="no training run found"):
+        average_run(data, out, tmp_path / "a.keras", first_epoch=1)
+    train(data, TrainConfig(**CFG, epochs=2), out)
+    with pytest.raises(ValueError, match="--keep-checkpoints"):
+        average_run(data, out, tmp_path / "a.keras", first_epoch=1)
+    with pytest.raises(ValueError, match="between 1 and 1"):
+        average_run(data, out, tmp_path / "a.keras", first_epoch=2)
+    with pytest.raises(ValueError, match="at least 2 checkpoints"):
+        mean_weights([run_dir(out) / "last.keras"])
+    with pytest.raises(ValueError, match="must end in .keras"):
+        average_run(data, out, tmp_path / "a.h5", first_epoch=1)
+    assert not (tmp_path / "a.keras").exists()
+
+
+def test_recompute_batchnorm_gives_the_data_statistics():
+    import keras
+
+    inputs = keras.Input((48, 48, 1))
+    conv = keras.layers.Conv2D(4, 3, name="conv")
+    bn = keras.layers.BatchNormalization(momentum=0.9, name="bn")
+    model = keras.Model(inputs, bn(conv(inputs)))
+    x = np.random.default_rng(0).integers(0, 256, (96, 48, 48)).astype(np.uint8)
+    assert recompute_batchnorm(model, x, batch_size=32) == 3
+    feats = np.asarray(conv(x[..., None].astype("float32"))).reshape(3, -1, 4)
+    np.testing.assert_allclose(bn.moving_mean.numpy(), feats.mean(axis=(0, 1)), rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), feats.var(axis=1).mean(axis=0), rtol=1e-3)
+    assert bn.momentum == 0.9  # the layer's own momentum is restored
+    with pytest.raises(ValueError, match="at least 32 images"):
+        recompute_batchnorm(model, x[:10], batch_size=32)
