@@ -178,6 +178,25 @@ def test_analyze_with_a_broken_model_file(env):
     assert "Cannot analyse" in at.error[0].value and "not a valid .keras archive" in at.error[0].value
 
 
+def test_photos_average_each_face_with_its_mirror(env):
+    """The Analyze page's results are flip-TTA results (the live page keeps a single pass)."""
+    from ui import analysis, state
+
+    at = app("analyze")
+    photo = face_photo()
+    at.file_uploader(key="analyze_uploads").set_value((photo.name, photo.read_bytes(), "image/jpeg")).run()
+    no_crash(at)
+    sel = at.session_state["_selection"]
+    shown = state.analyze_photo(sel.key, photo.name, photo.read_bytes(), 0.5)
+    flip = analysis.analyze_image(state._load_recognizer(sel.key, "flip"), photo.name, photo.read_bytes(), 0.5)
+    single = analysis.analyze_image(state._load_recognizer(sel.key), photo.name, photo.read_bytes(), 0.5)
+    assert state.PHOTO_TTA == "flip" and len(shown.faces) == 1
+    assert shown.faces[0]["scores"] == flip.faces[0]["scores"] != single.faces[0]["scores"]
+    row = at.dataframe[0].value.iloc[0]
+    assert row["emotion"] == flip.faces[0]["emotion"]
+    assert [row[f"p_{e}"] for e in EMOTIONS] == [flip.faces[0]["scores"][e] for e in EMOTIONS]
+
+
 def test_analysis_downloads_hold_the_results(env):
     """The CSV/JSON/zip builders behind the download buttons, on a real analysis."""
     from ui import analysis, state
