@@ -87,7 +87,8 @@ def _check_field(name: str, value, types: tuple[type, ...]) -> None:
 
 def stage_summary(card: ModelCard) -> dict:
     """One training stage of ``card`` (for the ``stages`` of a model fine-tuned from it)."""
-    keys = ("command", "epochs", "best_epoch", "wall_time_s", "hardware", "precision", "config", "history")
+    keys = ("command", "epochs", "best_epoch", "wall_time_s", "hardware", "precision", "config", "history",
+            "averaged")
     return {k: getattr(card, k) for k in keys}
 
 

@@ -278,7 +278,8 @@ def _checkpoint_callback(rdir: Path, state: dict, listener, cancel):
                 atomic_write_bytes(self.rdir / "best.keras", lambda tmp: self.model.save(tmp))
             atomic_write_bytes(self.rdir / "last.keras", lambda tmp: self.model.save(tmp))
             if st["config"].get("keep_checkpoints"):
-                shutil.copyfile(self.rdir / "last.keras", epoch_checkpoint(self.rdir, epoch + 1))
+                atomic_write_bytes(epoch_checkpoint(self.rdir, epoch + 1),
+                                   lambda tmp: shutil.copyfile(self.rdir / "last.keras", tmp))
             _write_json(self.rdir / "state.json", st)
             if self.listener is not None and hasattr(self.listener, "on_epoch"):
                 self.listener.on_epoch(epoch + 1, st["config"]["epochs"], logs)
