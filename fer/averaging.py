@@ -36,25 +36,14 @@ def mean_weights(paths: list[str | Path]) -> dict[str, np.ndarray]:
         raise ValueError(f"averaging needs at least 2 checkpoints, got {len(paths)}")
     sums: dict[str, np.ndarray] = {}
     for i, path in enumerate(paths):
-        weights = {w.path: np.asarray(w.numpy()) for w in _load_checkpoint(path).weights
-                   if np.issubdtype(np.asarray(w.numpy()).dtype, np.floating)}
+        arrays = {w.path: w.numpy() for w in _load_checkpoint(path).weights}
+        weights = {key: value for key, value in arrays.items() if np.issubdtype(value.dtype, np.floating)}
         if i and weights.keys() != sums.keys():
             raise ValueError(f"checkpoint {path} has other weights than {paths[0]}; "
                              "average checkpoints of one architecture only")
         for key, value in weights.items():
             sums[key] = sums.get(key, 0.0) + value.astype(np.float64)
     return {key: (value / len(paths)).astype(np.float32) for key, value in sums.items()}
-
-
-def apply_weights(model, weights: dict[str, np.ndarray]) -> None:
-    """Assign ``weights`` (weight path -> array) to ``model``'s matching weights."""
-    missing = [w.path for w in model.weights if w.path not in weights and "seed_generator" not in w.path]
-    if missing:
-        raise ValueError(f"the averaged weights do not fit this model (no {missing[0]}); "
-                         "build the architecture the checkpoints were trained with")
-    for w in model.weights:
-        if w.path in weights:
-            w.assign(weights[w.path].astype(w.dtype))
 
 
 def _batchnorm_layers(model) -> list:
@@ -74,7 +63,7 @@ def recompute_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> int:
     layers = _batchnorm_layers(model)
     if not layers:
         return 0
-    x = np.asarray(x, dtype=np.float32)
+    x = np.asarray(x)
     x = x[..., None] if x.ndim == 3 else x
     if len(x) < batch_size:
         raise ValueError(f"recomputing BatchNorm statistics needs at least {batch_size} images, got {len(x)}")
@@ -87,7 +76,7 @@ def recompute_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> int:
         for k in range(n_batches):
             for layer in layers:
                 layer.momentum = k / (k + 1)  # new = old * k/(k+1) + batch / (k+1): the running mean
-            model(x[k * batch_size : (k + 1) * batch_size], training=True)
+            model(x[k * batch_size : (k + 1) * batch_size].astype(np.float32), training=True)
     finally:
         for layer, momentum in zip(layers, saved):
             layer.momentum = momentum
@@ -114,16 +103,6 @@ def run_checkpoints(out: str | Path, first_epoch: int) -> tuple[list[Path], dict
     return paths, state
 
 
-def _exported_command(out: str | Path) -> str:
-    """The training command in the card of the run's exported model (runs that predate state["command"])."""
-    from fer.modelfile import read_card
-
-    try:
-        return read_card(out).command
-    except ValueError:
-        return ""
-
-
 def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, command: str = "",
                 batch_size: int = 256):
     """Average the kept checkpoints of the run that wrote ``out`` from ``first_epoch`` on; save to ``dest``.
@@ -134,7 +113,7 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
     Returns ``(path, card)``.
     """
     from fer.modelfile import save_model
-    from fer.training import TrainConfig, _build, _final_metrics, _make_card, train_val_splits
+    from fer.training import TrainConfig, _build, _final_metrics, _make_card, _weights_for, train_val_splits
 
     dest = Path(dest)
     if dest.suffix != ".keras":
@@ -143,11 +122,11 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
     cfg = TrainConfig.from_dict(state["config"])
     train_split, val_split, val_name = train_val_splits(data, cfg)
     model = _build(cfg, "float32", state.get("seed"))
-    apply_weights(model, mean_weights(paths))
+    model.set_weights(_weights_for(model, mean_weights(paths)))
     order = np.random.default_rng(int(state.get("seed") or 0)).permutation(len(train_split.x))
     batch_size = min(batch_size, len(order))
     batches = recompute_batchnorm(model, train_split.x[order], batch_size)
-    card = _make_card(state, cfg, data, val_name, state.get("command") or _exported_command(out))
+    card = _make_card(state, cfg, data, val_name)
     card.best_epoch = 0
     card.averaged = {"first_epoch": first_epoch, "last_epoch": int(state["epoch"]), "checkpoints": len(paths),
                      "batchnorm_images": batches * batch_size, "command": command,

@@ -15,6 +15,7 @@ call (``tf.function``) are both safe to call concurrently, and ``analyze`` keeps
 
 from __future__ import annotations
 
+import copy
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -82,6 +83,12 @@ def _load(model: ModelArg):
     raise ValueError(f"model must be None, a .keras path or (keras.Model, ModelCard); got {type(model).__name__}")
 
 
+def _check_tta(tta: str | None) -> str | None:
+    if tta is not None and tta not in TTA_MODES:
+        raise ValueError(f"tta={tta!r} is not a test-time augmentation; use None or one of: {', '.join(TTA_MODES)}")
+    return tta
+
+
 class EmotionRecognizer:
     """Detector + aligner + emotion model, ready for photos and video frames (thread-safe).
 
@@ -100,9 +107,7 @@ class EmotionRecognizer:
         from fer.predictor import compiled_predictor
 
         check_min_score(min_score)
-        if tta is not None and tta not in TTA_MODES:
-            raise ValueError(f"tta={tta!r} is not a test-time augmentation; use None or one of: {', '.join(TTA_MODES)}")
-        self.tta = tta
+        self.tta = _check_tta(tta)
         self.model, self.card = _load(model)
         shape = tuple(self.model.input_shape[1:])
         if shape != (FACE_SIZE, FACE_SIZE, 1) or self.model.output_shape[-1] != NUM_CLASSES:
@@ -114,6 +119,12 @@ class EmotionRecognizer:
         self._predict = compiled_predictor(self.model)
         self.classify(np.zeros((1, FACE_SIZE, FACE_SIZE), np.uint8))  # trace the graph once
         self.detect(np.zeros((240, 320, 3), np.uint8))  # and run the detector once
+
+    def with_tta(self, tta: str | None) -> "EmotionRecognizer":
+        """This recognizer with another test-time augmentation, sharing its loaded model and detector."""
+        twin = copy.copy(self)
+        twin.tta = _check_tta(tta)
+        return twin
 
     def classify(self, crops: np.ndarray) -> np.ndarray:
         """Probabilities (n, 7) for uint8 faces (n, 48, 48) or (n, 48, 48, 1), in one compiled call."""

@@ -336,18 +336,21 @@ def run_seed(cfg: TrainConfig, init_model: str | None) -> int:
 
 
 def _weights_for(model, src) -> list:
-    """Weights of ``src`` for ``model`` (same architecture; the augmentation's RNG state may differ)."""
-    by_path = {w.path: w for w in src.weights}
+    """Weights of ``src`` (a model, or weight path -> array) for ``model``, in ``set_weights`` order.
+
+    Same architecture required; the augmentation's RNG state may differ and keeps ``model``'s own.
+    """
+    by_path = src if isinstance(src, dict) else {w.path: w.numpy() for w in src.weights}
     out = []
     for w in model.weights:
         s = by_path.get(w.path)
-        if s is None or tuple(s.shape) != tuple(w.shape):
+        if s is None or tuple(np.shape(s)) != tuple(w.shape):
             if "seed_generator" in w.path:
                 out.append(w.numpy())
                 continue
             raise ValueError(f"cannot fine-tune: the starting model has no weight matching {w.path}; "
                              "fine-tuning needs the same architecture")
-        out.append(s.numpy())
+        out.append(s)
     return out
 
 
@@ -393,7 +396,7 @@ def train(
     rdir = run_dir(out)
     if not (rdir / "best.keras").is_file():
         raise TrainingCancelled("training stopped before the first epoch finished; nothing to save")
-    card = _make_card(state, cfg, data, val_name, command)
+    card = _make_card(state, cfg, data, val_name)
     best = _load_best(rdir)
     card.metrics = _final_metrics(best, data, val_name, val_split)
     path = export_model(rdir / "best.keras", cfg, out, card)
@@ -478,7 +481,7 @@ def _final_metrics(model, data: Dataset, val_name: str, val_split: Split) -> dic
     return metrics
 
 
-def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str, command: str) -> ModelCard:
+def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str) -> ModelCard:
     return ModelCard(
         architecture=cfg.arch,
         config={**asdict(cfg), "selection_split": val_name, "init_model": state.get("init_model")},
@@ -489,7 +492,7 @@ def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str, comm
         hardware=hardware_description(),
         precision=state.get("precision", ""),
         history=state["history"],
-        command=command or state.get("command") or os.environ.get("FER_TRAIN_COMMAND", ""),
+        command=state.get("command", ""),
         stages=_base_stages(state.get("init_model")),
     )
 

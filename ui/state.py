@@ -55,13 +55,19 @@ to a detector that costs far more, for 0.25-0.8 points on FER2013 depending on t
 keeps a single pass."""
 
 
-@st.cache_resource(max_entries=4, show_spinner="Loading the model and the face detector…")
-def _load_recognizer(key: str, tta: str | None = None):
+@st.cache_resource(max_entries=3, show_spinner="Loading the model and the face detector…")
+def _cached_recognizer(key: str):
     import fer
     from fer.modelfile import load_model
 
     path = key.rsplit("|", 1)[0]
-    return fer.EmotionRecognizer(load_model(path), tta=tta)
+    return fer.EmotionRecognizer(load_model(path))
+
+
+def _load_recognizer(key: str, tta: str | None = None):
+    """The cached recognizer of ``key``; with ``tta``, a copy sharing its model and detector."""
+    shared = _cached_recognizer(key)
+    return shared if tta is None else shared.with_tta(tta)
 
 
 def recognizer(selection: Selection, tta: str | None = None):

@@ -85,9 +85,9 @@ def model_card(entry, key: str = "card") -> None:
     acc = entry.headline_accuracy()
     c2.metric(f"Accuracy ({acc[0].replace('_', ' ')})" if acc else "Accuracy",
               f"{acc[1]:.1%}" if acc else "not evaluated")
-    avg = card.averaged or {}
-    if avg:
-        c3.metric("Epochs averaged", f"{avg.get('first_epoch')}-{avg.get('last_epoch')} of {card.epochs}")
+    if card.averaged:
+        c3.metric("Epochs averaged", f"{card.averaged.get('first_epoch')}-{card.averaged.get('last_epoch')} "
+                                     f"of {card.epochs}")
     else:
         c3.metric("Best epoch", f"{card.best_epoch} of {card.epochs}" if card.epochs else "–")
     c4.metric("Training time", duration(card.wall_time_s) if card.wall_time_s else "–")
