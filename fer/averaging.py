@@ -112,6 +112,8 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
     epochs were averaged and how the best single epoch of the run did, for comparison.
     Returns ``(path, card)``.
     """
+    import keras
+
     from fer.modelfile import save_model
     from fer.training import TrainConfig, _build, _final_metrics, _make_card, _weights_for, train_val_splits
 
@@ -121,9 +123,11 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
     paths, state = run_checkpoints(out, first_epoch)
     cfg = TrainConfig.from_dict(state["config"])
     train_split, val_split, val_name = train_val_splits(data, cfg)
-    model = _build(cfg, "float32", state.get("seed"))
+    seed = int(state.get("seed") or 0)
+    keras.utils.set_random_seed(seed)  # the dropout masks of the BatchNorm passes: same command, same model
+    model = _build(cfg, "float32", seed)
     model.set_weights(_weights_for(model, mean_weights(paths)))
-    order = np.random.default_rng(int(state.get("seed") or 0)).permutation(len(train_split.x))
+    order = np.random.default_rng(seed).permutation(len(train_split.x))
     batch_size = min(batch_size, len(order))
     batches = recompute_batchnorm(model, train_split.x[order], batch_size)
     card = _make_card(state, cfg, data, val_name)

@@ -32,6 +32,19 @@ def test_swa_averages_the_kept_epochs_and_records_it(tmp_path):
     assert 0 <= loaded.metrics["public_test"]["accuracy"] <= 1 and "public_test_tta_flip" in loaded.metrics
 
 
+def test_swa_is_reproducible(tmp_path):
+    """BatchNorm statistics come from forward passes with dropout on: the same command gives the same model."""
+    data, out = tiny_data(), tmp_path / "m.keras"
+    train(data, TrainConfig(**CFG, epochs=2, keep_checkpoints=True), out)
+    first, _ = average_run(data, out, tmp_path / "a.keras", first_epoch=1)
+    second, _ = average_run(data, out, tmp_path / "b.keras", first_epoch=1)
+    a, b = load_model(first)[0], load_model(second)[0]
+    stats = [(x.path, x.numpy(), y.numpy()) for x, y in zip(a.weights, b.weights) if "moving" in x.path]
+    assert stats
+    for path, x, y in stats:
+        np.testing.assert_array_equal(x, y, err_msg=path)
+
+
 def test_swa_refuses_runs_without_checkpoints_and_bad_epochs(tmp_path):
     data, out = tiny_data(), tmp_path / "plain.keras"
     with pytest.raises(ValueError, match="no training run found"):
