@@ -47,9 +47,16 @@ def mean_weights(paths: list[str | Path]) -> dict[str, np.ndarray]:
 
 
 def _batchnorm_layers(model) -> list:
+    """Every BatchNormalization layer of ``model``, nested sub-models included."""
     import keras
 
-    return [layer for layer in model._flatten_layers() if isinstance(layer, keras.layers.BatchNormalization)]
+    found = []
+    for layer in model.layers:
+        if isinstance(layer, keras.layers.BatchNormalization):
+            found.append(layer)
+        elif isinstance(layer, keras.Model):
+            found.extend(_batchnorm_layers(layer))
+    return found
 
 
 def recompute_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> int:

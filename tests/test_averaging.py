@@ -76,3 +76,16 @@ def test_recompute_batchnorm_gives_the_data_statistics():
     assert bn.momentum == 0.9  # the layer's own momentum is restored
     with pytest.raises(ValueError, match="at least 32 images"):
         recompute_batchnorm(model, x[:10], batch_size=32)
+
+
+def test_recompute_batchnorm_reaches_nested_models():
+    import keras
+
+    inner_in = keras.Input((48, 48, 1))
+    bn = keras.layers.BatchNormalization(name="bn")
+    inner = keras.Model(inner_in, bn(keras.layers.Conv2D(4, 3, name="conv")(inner_in)), name="block")
+    inputs = keras.Input((48, 48, 1))
+    model = keras.Model(inputs, keras.layers.Flatten()(inner(inputs)))
+    x = np.random.default_rng(1).integers(0, 256, (64, 48, 48)).astype(np.uint8)
+    recompute_batchnorm(model, x, batch_size=32)
+    assert np.abs(bn.moving_mean.numpy()).max() > 1.0  # moved from its initial zeros to the data's mean
