@@ -319,7 +319,8 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
         model.set_weights(_weights_for(model, src))
     compile_model(model, cfg, steps=steps)
     state = {"config": asdict(cfg), "epoch": 0, "steps": steps, "history": [], "best_score": -math.inf,
-             "best_epoch": 0, "elapsed_s": 0.0, "precision": policy, "init_model": init_model, "seed": seed}
+             "best_epoch": 0, "elapsed_s": 0.0, "precision": policy, "init_model": init_model, "seed": seed,
+             "base_stages": _base_stages(init_model)}
     return model, state
 
 
@@ -493,8 +494,16 @@ def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str) -> M
         precision=state.get("precision", ""),
         history=state["history"],
         command=state.get("command", ""),
-        stages=_base_stages(state.get("init_model")),
+        stages=_run_base_stages(state),
     )
+
+
+def _run_base_stages(state: dict) -> list[dict]:
+    """The lineage recorded when the run started (the init model may have been overwritten since,
+    e.g. by shipping an earlier result over it); runs that predate the record read it again."""
+    if "base_stages" in state:
+        return state["base_stages"]
+    return _base_stages(state.get("init_model"))
 
 
 def _base_stages(init_model: str | None) -> list[dict]:

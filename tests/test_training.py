@@ -78,6 +78,21 @@ def test_metrics_and_tta_views():
     np.testing.assert_array_equal(tta_views(x, "flip")[1], x[:, :, ::-1])
 
 
+def test_lineage_is_fixed_when_the_run_starts(tmp_path):
+    """Shipping a run's result over its --init-model (then resuming it) must not rewrite its stages."""
+    import shutil
+
+    data, base = tiny_data(), tmp_path / "base.keras"
+    train(data, TrainConfig(**CFG, epochs=2), base)
+    out = tmp_path / "tuned.keras"
+    train(data, TrainConfig(**CFG, epochs=1), out, init_model=base)
+    for suffix in (".keras", ".json"):
+        shutil.copy(out.with_suffix(suffix), base.with_suffix(suffix))
+    resumed = train(data, TrainConfig(**CFG, epochs=2), out, init_model=base, resume=True)
+    assert resumed.card.epochs == 2
+    assert [s["epochs"] for s in resumed.card.stages] == [2]
+
+
 def test_fine_tuning_keeps_the_starting_weights_and_records_the_lineage(tmp_path):
     from fer.modelfile import full_history, read_card
 
