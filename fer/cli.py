@@ -26,6 +26,9 @@ def _add_train(sub) -> None:
     p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
                    help="time this machine's speed first, then train as many epochs as fit in SECONDS "
                         "(the cosine schedule is fitted to them)")
+    p.add_argument("--patience", type=int, default=d.patience, metavar="EPOCHS",
+                   help="stop early once this many epochs in a row have not beaten the best validation "
+                        "accuracy (default 0: off)")
     p.add_argument("--out", required=True, help="output model path, e.g. models/mine.keras")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run that writes --out")
     p.add_argument("--batch-size", type=int, default=d.batch_size)
@@ -120,14 +123,16 @@ def cmd_train(args) -> int:
         label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=not args.no_augment,
         augment_strength=args.augment_strength,
         precision=args.precision, seed=args.seed, time_budget_s=args.time_budget,
-        keep_checkpoints=args.keep_checkpoints)
+        keep_checkpoints=args.keep_checkpoints, patience=args.patience)
     cfg.validate()
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     command = "python -m fer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     result = train(data, cfg, args.out, resume=args.resume, listener=_Bar(), init_model=args.init_model,
                    command=command)
     val = next(iter(result.card.metrics.values()))
-    state = "stopped early (resume with --resume)" if result.cancelled else "done"
+    state = ("stopped early (resume with --resume)" if result.cancelled
+             else f"stopped by --patience {cfg.patience}" if result.card.epochs < result.card.config["epochs"]
+             else "done")
     print(f"{state}: best epoch {result.card.best_epoch}/{result.card.epochs}, "
           f"{next(iter(result.card.metrics))} accuracy {val['accuracy']:.4f}; saved {result.model_path}")
     return 130 if result.cancelled else 0

@@ -49,6 +49,7 @@ class TrainConfig:
     val_fraction: float = 0.1
     time_budget_s: float = 0.0  # > 0: measure this machine's speed, then fit as many epochs (up to `epochs`) as fit
     keep_checkpoints: bool = False  # also keep every epoch's checkpoint (run dir, epoch_NNN.keras) for averaging
+    patience: int = 0  # > 0: stop once this many epochs in a row have not beaten the best validation score
 
     def validate(self) -> None:
         from fer.model import ARCHITECTURES
@@ -66,6 +67,7 @@ class TrainConfig:
             (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
             (0 <= self.augment_strength <= 2, "augment_strength must be in [0, 2]"),
             (self.time_budget_s >= 0, "time_budget_s must be 0 (off) or a number of seconds"),
+            (self.patience >= 0, "patience must be 0 (off) or a number of epochs"),
         ]
         for ok, message in checks:
             if not ok:
@@ -281,6 +283,8 @@ def _checkpoint_callback(rdir: Path, state: dict, listener, cancel):
                 atomic_write_bytes(epoch_checkpoint(self.rdir, epoch + 1),
                                    lambda tmp: shutil.copyfile(self.rdir / "last.keras", tmp))
             _write_json(self.rdir / "state.json", st)
+            if out_of_patience(st):
+                self.model.stop_training = True
             if self.listener is not None and hasattr(self.listener, "on_epoch"):
                 self.listener.on_epoch(epoch + 1, st["config"]["epochs"], logs)
 
@@ -302,6 +306,7 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
             raise ValueError(f"--resume: run in {rdir} used arch={saved.arch} batch_size={saved.batch_size}; "
                              "pass the same settings or train to another --out")
         state["config"]["epochs"] = cfg.epochs
+        state["config"]["patience"] = cfg.patience
         state["elapsed_s_before"] = state.get("elapsed_s", 0.0)
         state["config"]["keep_checkpoints"] = state["config"].get("keep_checkpoints") or cfg.keep_checkpoints
         model = keras.saving.load_model(rdir / "last.keras", compile=True, safe_mode=True)
@@ -455,7 +460,7 @@ def _fit(model, state, cfg, train_split, val_split, rdir, listener, cancel) -> b
     xv, yv = to_inputs(val_split)
     if listener is not None and hasattr(listener, "on_train_begin"):
         listener.on_train_begin(cfg.epochs, state["steps"], state["epoch"])
-    if state["epoch"] >= cfg.epochs:
+    if state["epoch"] >= cfg.epochs or out_of_patience(state):
         return False
     callback = _checkpoint_callback(rdir, state, listener, cancel)
     try:
@@ -465,6 +470,12 @@ def _fit(model, state, cfg, train_split, val_split, rdir, listener, cancel) -> b
     except (TrainingCancelled, KeyboardInterrupt):
         return True
     return False
+
+
+def out_of_patience(state: dict) -> bool:
+    """Whether the run's last ``patience`` epochs all failed to beat its best epoch (early stopping)."""
+    patience = int(state["config"].get("patience", 0))
+    return patience > 0 and state["epoch"] - state["best_epoch"] >= patience
 
 
 def _load_best(rdir: Path):

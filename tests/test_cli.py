@@ -47,6 +47,7 @@ def test_train_then_evaluate_json(trained):
     (["evaluate", "--data", ".", "--model", "/nonexistent.keras"], "does not exist"),
     (["train", "--data", ".", "--epochs", "0", "--out", "x.keras"], "epochs must be at least 1"),
     (["train", "--data", ".", "--arch", "nope", "--out", "x.keras"], "arch must be one of"),
+    (["train", "--data", ".", "--patience", "-1", "--out", "x.keras"], "patience must be 0"),
     (["average", "--run", "/nonexistent/x.keras", "--from-epoch", "2", "--data", ".", "--out", "y.keras"],
      "no training run found"),
 ])

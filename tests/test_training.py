@@ -138,3 +138,21 @@ def test_time_budget_picks_the_epochs_that_fit(tmp_path):
     assert roomy.epochs == 7 and roomy.time_budget_s == 3600  # capped by --epochs
     with pytest.raises(ValueError, match="time_budget_s"):
         TrainConfig(**CFG, time_budget_s=-1).validate()
+
+
+def test_patience_stops_after_epochs_without_gain_and_resume_respects_it(tmp_path):
+    data, out = tiny_data(), tmp_path / "p.keras"
+    result = train(data, TrainConfig(**CFG, epochs=6, patience=1), out)
+    scores = [h["val_accuracy"] for h in result.card.history]
+    # the run ends at the first epoch that does not beat every earlier one, or runs all 6
+    first_miss = next((i + 1 for i in range(1, len(scores)) if scores[i] <= max(scores[:i])), 6)
+    assert result.card.epochs == first_miss and len(scores) == first_miss
+    assert result.card.epochs < 6, scores  # 21 validation images cannot improve five times in a row
+    assert not result.cancelled and result.card.config["patience"] == 1
+    stopped_at = result.card.epochs
+    again = train(data, TrainConfig(**CFG, epochs=6, patience=1), out, resume=True)
+    assert again.card.epochs == stopped_at  # nothing left to do under the same rule
+    more = train(data, TrainConfig(**CFG, epochs=stopped_at + 1, patience=0), out, resume=True)
+    assert more.card.epochs == stopped_at + 1 and more.card.config["patience"] == 0
+    with pytest.raises(ValueError, match="patience must be 0"):
+        TrainConfig(**CFG, patience=-1).validate()
