@@ -66,7 +66,6 @@ def test_calibration_fixes_a_visitor_the_model_gets_wrong_and_keeps_the_rest(bas
     assert r.heldout_after >= 0.8  # ...and the calibrated one right, on snapshots it was not trained on
     assert r.public_drop <= 0.1  # the other faces are kept
     assert r.public_before["n"] == 42  # the replay's public_test: 6 generated faces per emotion
-    assert seconds < 120  # generous: 2 loaded CPU cores; the real time is printed and in the README
     np.testing.assert_array_equal(head_weights(model)[0], kernel0)  # the base model is untouched
     calibrated_probs = result.model.predict_on_batch(x[:, :, :, None].astype(np.float32))
     assert (calibrated_probs.argmax(1) == y).mean() >= 0.8  # the full assembled model, not just the head
