@@ -46,7 +46,7 @@ def mean_weights(paths: list[str | Path]) -> dict[str, np.ndarray]:
     return {key: (value / len(paths)).astype(np.float32) for key, value in sums.items()}
 
 
-def _batchnorm_layers(model) -> list:
+def batchnorm_layers(model) -> list:
     """Every BatchNormalization layer of ``model``, nested sub-models included."""
     import keras
 
@@ -55,7 +55,7 @@ def _batchnorm_layers(model) -> list:
         if isinstance(layer, keras.layers.BatchNormalization):
             found.append(layer)
         elif isinstance(layer, keras.Model):
-            found.extend(_batchnorm_layers(layer))
+            found.extend(batchnorm_layers(layer))
     return found
 
 
@@ -67,7 +67,7 @@ def recompute_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> int:
     batch is weighted equally (a cumulative mean, not an exponential one). Returns the number of
     batches used.
     """
-    layers = _batchnorm_layers(model)
+    layers = batchnorm_layers(model)
     if not layers:
         return 0
     x = np.asarray(x)

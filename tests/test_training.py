@@ -41,6 +41,19 @@ def test_train_save_load_evaluate_and_resume(tmp_path):
     assert "public_test_tta_flip" in card.metrics and getattr(model, "optimizer", None) is None
 
 
+def test_short_epochs_validate_with_precise_batchnorm_statistics(tmp_path):
+    """70 images at batch 16 make 5-step epochs, far shorter than BatchNorm's 100-step moving average."""
+    from fer.model import build_model
+    from fer.training import _precise_batchnorm_callback
+
+    result = train(tiny_data(), TrainConfig(**CFG, epochs=1, augment=False), tmp_path / "b.keras")
+    assert result.card.history[0]["val_accuracy"] == 1.0  # 29% with the lagging moving averages
+    assert result.card.metrics["public_test"]["accuracy"] == 1.0  # the saved model has them too
+    model, x = build_model("vgg"), np.zeros((32, 48, 48, 1), np.float32)
+    assert _precise_batchnorm_callback(model, x, 99, 16) is not None
+    assert _precise_batchnorm_callback(model, x, 100, 16) is None  # long epochs: Keras as is
+
+
 def test_cancel_keeps_best_epoch_and_never_breaks_the_output(tmp_path):
     data, out = tiny_data(with_test=False), tmp_path / "c.keras"
     cancel = threading.Event()
