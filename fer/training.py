@@ -255,7 +255,7 @@ def _precise_batchnorm_callback(model, x: np.ndarray, steps: int, batch_size: in
     dataset, such as the app's quick run) leaves them behind the weights, and the validation
     score, the best-epoch selection and the saved model all see a network that was never trained
     (on 70 generated faces: 14-29% instead of 100%). Such epochs set them to their exact mean over the
-    training images instead ("precise BN"), at the cost of about a third of an epoch.
+    training images instead ("precise BN"), at the cost of one forward pass over them per epoch.
     """
     import keras
 
