@@ -254,15 +254,15 @@ def _precise_batchnorm_callback(model, x: np.ndarray, steps: int, batch_size: in
     ``1 / (1 - momentum)`` steps (100 at the default 0.99). An epoch shorter than that (a small
     dataset, such as the app's quick run) leaves them behind the weights, and the validation
     score, the best-epoch selection and the saved model all see a network that was never trained
-    (on 70 generated faces: 14-29% instead of 100%). Such epochs set them to their exact mean over the
-    training images instead ("precise BN"), at the cost of one forward pass over them per epoch.
+    (on 70 generated faces: 14-29% instead of 100%). Such epochs set them to their exact mean over
+    the training images instead ("precise BN"), at the cost of one forward pass over them per epoch.
     """
     import keras
 
     from fer.averaging import batchnorm_layers, recompute_batchnorm
 
     layers = batchnorm_layers(model)
-    if not layers or steps >= 1.0 / (1.0 - max(layer.momentum for layer in layers)):
+    if not layers or steps >= round(1.0 / (1.0 - max(layer.momentum for layer in layers))):
         return None
 
     class PreciseBatchNorm(keras.callbacks.Callback):
