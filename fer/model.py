@@ -127,6 +127,28 @@ def _vgg(width: int) -> Callable:
     return body
 
 
+def _res_block(x, filters: int, name: str):
+    """Downsampling residual block: conv3x3/2-BN-ReLU, conv3x3-BN, plus a 1x1/2 projection, ReLU."""
+    y = layers.Conv2D(filters, 3, strides=2, padding="same", use_bias=False, name=f"{name}_conv1")(x)
+    y = layers.BatchNormalization(name=f"{name}_bn1")(y)
+    y = layers.Activation("relu", name=f"{name}_relu1")(y)
+    y = layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv2")(y)
+    y = layers.BatchNormalization(name=f"{name}_bn2")(y)
+    s = layers.Conv2D(filters, 1, strides=2, use_bias=False, name=f"{name}_proj")(x)
+    s = layers.BatchNormalization(name=f"{name}_proj_bn")(s)
+    return layers.Activation("relu", name=f"{name}_out")(layers.Add(name=f"{name}_add")([y, s]))
+
+
+def _resnet(x):
+    """Residual network at the cost of ``vgg``: strided convolutions and shortcuts instead of max-pooling."""
+    x = _conv_bn(x, 32, "stem1")
+    x = _conv_bn(x, 32, "stem2")
+    for s, width in enumerate((64, 128, 256)):
+        x = _res_block(x, width, f"r{s + 1}")
+        x = layers.SpatialDropout2D(0.1, name=f"r{s + 1}_drop")(x) if s < 2 else x
+    return _head(x, 0.4)
+
+
 def _seed(x):
     """The seed CNN, layer for layer (5,905,863 parameters)."""
     x = layers.Conv2D(64, 3, activation="relu", name="conv2d")(x)
@@ -150,6 +172,8 @@ def _seed(x):
 ARCHITECTURES: dict[str, tuple[Callable, str]] = {
     "seed": (_seed, "the seed CNN (reference baseline): 8 conv + 4 dense layers, 5.9M parameters"),
     "vgg": (_vgg(32), "default: VGG-style 4x2 conv3x3-BN-ReLU (32-256 channels), global pooling, 1.2M parameters"),
+    "resnet": (_resnet, "residual: 2 conv stem + 3 strided residual blocks (64-256 channels), global pooling, "
+                        "1.2M parameters; about the cost of vgg, errs differently (an ensemble member)"),
     "vgg_wide": (_vgg(64), "VGG-style 4x2 conv3x3-BN-ReLU (64-512 channels), global pooling, 4.7M parameters; for GPUs"),
 }
 DEFAULT_ARCH = "vgg"
