@@ -36,7 +36,7 @@ if not inputs:
     st.stop()
 
 try:
-    state.recognizer(sel, state.PHOTO_TTA)  # load (cached) before the loop, with its own spinner
+    state.recognizer(sel, state.PHOTO_PROFILE)  # load (cached) before the loop, with its own spinner
 except ValueError as exc:
     st.error(f"Cannot analyse: {exc}")
     st.stop()

@@ -19,7 +19,7 @@ st.caption("Your browser's camera is streamed to the server, analysed frame by f
 sel = state.selection()
 try:
     cfg = state.settings()
-    recognizer = state.recognizer(sel)
+    recognizer = state.recognizer(sel, state.LIVE_PROFILE)
 except ValueError as exc:
     st.error(f"Cannot start the live view: {exc}")
     st.stop()

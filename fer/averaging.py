@@ -122,7 +122,8 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
     import keras
 
     from fer.modelfile import save_model
-    from fer.training import TrainConfig, _build, _final_metrics, _make_card, _weights_for, train_val_splits
+    from fer.training import (TrainConfig, _build, _final_metrics, _make_card, _weights_for, prior_correction,
+                              train_val_splits)
 
     dest = Path(dest)
     if dest.suffix != ".keras":
@@ -143,4 +144,5 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
                      "batchnorm_images": batches * batch_size, "command": command,
                      "best_single_epoch": {"epoch": state["best_epoch"], "accuracy": state["best_score"]}}
     card.metrics = _final_metrics(model, data, val_name, val_split)
+    card.prior, card.tau = prior_correction(model, train_split, val_split)
     return save_model(model, dest, card), card

@@ -10,8 +10,9 @@ import sys
 import warnings
 from pathlib import Path
 
-from fer.evaluate import TTA_MODES
+from fer.cli_predict import add_tta_option
 from fer.labels import SPLITS
+from fer.profiles import DEFAULT_PROFILE, PROFILES
 
 
 def _add_train(sub) -> None:
@@ -65,9 +66,10 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--data", required=True)
     p.add_argument("--split", choices=(*SPLITS, "all"), default=None,
                    help="default: public_test when the data has it, else all images")
-    p.add_argument("--model", help="model file (default: the shipped model)")
-    p.add_argument("--tta", nargs="?", const="flip", choices=tuple(TTA_MODES),
-                   help="test-time augmentation: flip (2 passes, default) or crops (10 passes)")
+    p.add_argument("--model", help="model file (default: the shipped models of --profile)")
+    p.add_argument("--profile", choices=tuple(PROFILES), default=DEFAULT_PROFILE,
+                   help="; ".join(f"{k}: {v}" for k, v in PROFILES.items()) + f" (default {DEFAULT_PROFILE})")
+    add_tta_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--skip-unknown", action="store_true")
 
@@ -154,23 +156,29 @@ def cmd_average(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
-    from fer.data import load_dataset
-    from fer.evaluate import evaluate
-    from fer.modelfile import load_model
+    from dataclasses import replace
 
-    model, card = load_model(args.model)
+    from fer.data import load_dataset
+    from fer.profiles import evaluate_ensemble, load_profile
+
+    ensemble = load_profile(args.profile, args.model)
+    if args.tta is not None:
+        ensemble = replace(ensemble, tta=None if args.tta == "none" else args.tta)
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     split = args.split or ("public_test" if "public_test" in data.splits else "all")
-    result = evaluate(model, data.split(split), tta=args.tta)
-    result.update(split=split, model=str(args.model or "default"), architecture=card.architecture)
+    result = evaluate_ensemble(ensemble, data.split(split))
+    result.update(split=split, model=str(args.model or "default"), architecture=ensemble.cards[0].architecture)
     if args.json:
         print(json.dumps(result))
-    else:
-        print(f"Loss: {result['loss']}  Accuracy: {result['accuracy']}  ({result['n']} images, {split}"
-              f"{', TTA ' + args.tta if args.tta else ''})")
-        for name, m in result["per_class"].items():
-            print(f"  {name:9s} precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
-                  f"f1 {m['f1']:.3f}  n={m['support']}")
+        return 0
+    plain = result["uncorrected"]
+    print(f"Loss: {result['loss']}  Accuracy: {result['accuracy']}  Balanced accuracy: {result['balanced_accuracy']}"
+          f"  ({result['n']} images, {split}; profile {args.profile}: {result['passes']} model passes per face"
+          f"{', TTA ' + result['tta'] if result['tta'] else ''}, prior correction tau={result['tau']})")
+    print(f"Without the prior correction: accuracy {plain['accuracy']}, balanced accuracy {plain['balanced_accuracy']}")
+    for name, m in result["per_class"].items():
+        print(f"  {name:9s} precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
+              f"f1 {m['f1']:.3f}  n={m['support']}")
     return 0
 
 

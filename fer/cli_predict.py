@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from fer.evaluate import TTA_MODES
+from fer.profiles import DEFAULT_PROFILE, PROFILES
 from fer.video import CSV_FIELDS  # noqa: F401  (the timeline's columns, re-exported)
 
 
@@ -40,14 +41,21 @@ def add_commands(sub) -> None:
 
 
 def _common(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--model", help="model file (default: the shipped model)")
+    p.add_argument("--model", help="model file (default: the shipped models of --profile)")
+    p.add_argument("--profile", choices=tuple(PROFILES), default=DEFAULT_PROFILE,
+                   help="; ".join(f"{k}: {v}" for k, v in PROFILES.items()) + f" (default {DEFAULT_PROFILE})")
     p.add_argument("--min-score", type=float, default=0.5, help="face-detector threshold (0-1, default 0.5)")
     p.add_argument("--detector", choices=("centerface", "haar"), default="centerface",
                    help="face detector: centerface (default) or haar (the baseline)")
     p.add_argument("--no-refine", action="store_true", help="skip the landmark refinement (faster, coarser alignment)")
-    p.add_argument("--tta", nargs="?", const="flip", choices=tuple(TTA_MODES),
-                   help="average each face over test-time views: flip (the face and its mirror, 2x the model's "
-                        "cost; the default when --tta is given alone) or crops (10x)")
+    add_tta_option(p)
+
+
+def add_tta_option(p: argparse.ArgumentParser) -> None:
+    """``--tta [flip|crops|none]``: override the profile's test-time augmentation."""
+    p.add_argument("--tta", nargs="?", const="flip", choices=(*TTA_MODES, "none"),
+                   help="override the profile's test-time views per face: flip (the face and its mirror, 2x the "
+                        "cost; the default when --tta is given alone), crops (10x) or none")
 
 
 def _recognizer(args):
@@ -55,8 +63,9 @@ def _recognizer(args):
 
     if args.input_size < 32:
         raise ValueError(f"--input-size {args.input_size} is too small; use 320 or more")
-    return EmotionRecognizer(args.model, detector=args.detector, min_score=args.min_score, refine=not args.no_refine,
-                             input_size=args.input_size, tta=args.tta)
+    extra = {} if args.tta is None else {"tta": None if args.tta == "none" else args.tta}
+    return EmotionRecognizer(args.model, profile=args.profile, detector=args.detector, min_score=args.min_score,
+                             refine=not args.no_refine, input_size=args.input_size, **extra)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -49,8 +49,11 @@ def metrics_from_probs(probs: np.ndarray, y: np.ndarray) -> dict:
         f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
         per_class[name] = {"precision": round(float(precision), 4), "recall": round(float(recall), 4),
                            "f1": round(float(f1), 4), "support": int(support)}
+    support = confusion.sum(axis=1)
+    recalls = np.diag(confusion)[support > 0] / support[support > 0]
     return {
         "accuracy": round(float((pred == y).mean()) if len(y) else 0.0, 4),
+        "balanced_accuracy": round(float(recalls.mean()) if len(recalls) else 0.0, 4),
         "loss": round(loss, 4),
         "n": int(len(y)),
         "labels": list(EMOTIONS),

@@ -2,7 +2,9 @@
 
 ::
 
-    rec = EmotionRecognizer()                    # the shipped model; or a path, or (model, card)
+    rec = EmotionRecognizer()                    # the "photo" profile: shipped ensemble, flip TTA
+    rec = EmotionRecognizer(profile="live")      # one model, one pass: video and webcams
+    rec = EmotionRecognizer("mine.keras")        # a model of your own, under the photo recipe
     for face in rec.analyze(frame_bgr):          # OpenCV / streamlit-webrtc "bgr24" frames
         print(face.box, face.emotion, face.score)
 
@@ -23,10 +25,11 @@ from typing import Any
 
 import numpy as np
 
-from fer.evaluate import TTA_MODES, tta_views
+from fer.evaluate import TTA_MODES
 from fer.faces import Face, Point, check_min_score, detect_in_bgr, align_crop
 from fer.images import FACE_SIZE, load_bgr, to_bgr
 from fer.labels import EMOTIONS, NUM_CLASSES
+from fer.profiles import DEFAULT_PROFILE, check_profile, load_profile
 
 ModelArg = Any
 """None (the shipped default), a path to a ``.keras`` file, ``(keras.Model, ModelCard)`` or a keras.Model."""
@@ -71,16 +74,15 @@ def _result(face: Face, crop: np.ndarray, probs: np.ndarray) -> FaceResult:
     return FaceResult(face.box, face.eyes, face.score, EMOTIONS[best], float(probs[best]), scores, crop)
 
 
-def _load(model: ModelArg):
-    from fer.modelfile import ModelCard, load_model
+def _check_shape(model) -> None:
+    shape = tuple(model.input_shape[1:])
+    if shape != (FACE_SIZE, FACE_SIZE, 1) or model.output_shape[-1] != NUM_CLASSES:
+        raise ValueError(f"model takes {shape} and gives {model.output_shape[-1]} outputs; "
+                         f"expected (48, 48, 1) gray faces and {NUM_CLASSES} emotion probabilities")
 
-    if model is None or isinstance(model, (str, Path)):
-        return load_model(model)
-    if isinstance(model, tuple) and len(model) == 2:
-        return model
-    if hasattr(model, "input_shape") and callable(model):
-        return model, ModelCard(architecture=getattr(model, "name", "unknown"))
-    raise ValueError(f"model must be None, a .keras path or (keras.Model, ModelCard); got {type(model).__name__}")
+
+PROFILE_TTA = object()
+"""Default of ``EmotionRecognizer(tta=...)``: the profile's own test-time augmentation."""
 
 
 def _check_tta(tta: str | None) -> str | None:
@@ -101,45 +103,46 @@ class EmotionRecognizer:
     :data:`fer.evaluate.TTA_MODES`), all in the same single batch.
     """
 
-    def __init__(self, model: ModelArg = None, *, detector: str = "centerface", input_size: int = 320,
-                 min_score: float = 0.5, refine: bool = True, tta: str | None = None) -> None:
+    def __init__(self, model: ModelArg = None, *, profile: str = DEFAULT_PROFILE, detector: str = "centerface",
+                 input_size: int = 320, min_score: float = 0.5, refine: bool = True,
+                 tta: str | None | object = PROFILE_TTA) -> None:
         from fer.detectors import get_detector
-        from fer.predictor import compiled_predictor
 
         check_min_score(min_score)
-        self.tta = _check_tta(tta)
-        self.model, self.card = _load(model)
-        shape = tuple(self.model.input_shape[1:])
-        if shape != (FACE_SIZE, FACE_SIZE, 1) or self.model.output_shape[-1] != NUM_CLASSES:
-            raise ValueError(f"model takes {shape} and gives {self.model.output_shape[-1]} outputs; "
-                             f"expected (48, 48, 1) gray faces and {NUM_CLASSES} emotion probabilities")
+        self.profile = check_profile(profile)
+        ensemble = load_profile(profile, model)
+        for m in ensemble.models:
+            _check_shape(m)
+        if tta is not PROFILE_TTA:
+            ensemble = replace(ensemble, tta=_check_tta(tta))
+        self.ensemble = ensemble
+        self.model, self.card = ensemble.models[0], ensemble.cards[0]
         self.detector, self.input_size, self.min_score = detector, int(input_size), float(min_score)
         self.refine = bool(refine)
         get_detector(detector, self.input_size)  # load now: fail early, not on the first frame
-        self._predict = compiled_predictor(self.model)
         self.classify(np.zeros((1, FACE_SIZE, FACE_SIZE), np.uint8))  # trace the graph once
         self.detect(np.zeros((240, 320, 3), np.uint8))  # and run the detector once
 
+    @property
+    def tta(self) -> str | None:
+        """The test-time augmentation each face gets (None: one pass per model)."""
+        return self.ensemble.tta
+
     def with_tta(self, tta: str | None) -> "EmotionRecognizer":
-        """This recognizer with another test-time augmentation, sharing its loaded model and detector."""
+        """This recognizer with another test-time augmentation, sharing its loaded models and detector."""
         twin = copy.copy(self)
-        twin.tta = _check_tta(tta)
+        twin.ensemble = replace(self.ensemble, tta=_check_tta(tta))
         return twin
 
-    def classify(self, crops: np.ndarray) -> np.ndarray:
-        """Probabilities (n, 7) for uint8 faces (n, 48, 48) or (n, 48, 48, 1), in one compiled call."""
+    def classify(self, crops: np.ndarray, corrected: bool = True) -> np.ndarray:
+        """Probabilities (n, 7) for uint8 faces (n, 48, 48) or (n, 48, 48, 1), in one compiled call per model:
+        this profile's models and TTA views averaged, then prior-corrected (unless ``corrected=False``)."""
         x = np.asarray(crops)
         if x.ndim == 4 and x.shape[-1] == 1:
             x = x[..., 0]
         if x.ndim != 3 or x.shape[1:] != (FACE_SIZE, FACE_SIZE):
             raise ValueError(f"crops have shape {x.shape}; expected (n, 48, 48) gray faces (see fer.faces.crop_faces)")
-        if len(x) == 0:
-            return np.zeros((0, NUM_CLASSES), np.float32)
-        if not self.tta:
-            return self._predict(x[..., None].astype(np.float32))
-        views = np.concatenate(tta_views(x, self.tta))
-        probs = self._predict(views[..., None].astype(np.float32))
-        return probs.reshape(-1, len(x), NUM_CLASSES).mean(axis=0)
+        return self.ensemble.probabilities(x, corrected=corrected)
 
     def detect(self, image: np.ndarray, min_score: float | None = None, channels: str = "bgr",
                input_size: int | None = None) -> list[Face]:

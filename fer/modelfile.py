@@ -45,6 +45,8 @@ class ModelCard:
     notes: str = ""
     stages: list[dict] = field(default_factory=list)
     averaged: dict = field(default_factory=dict)  # weight averaging (SWA) of this run's epochs, if any
+    prior: list[float] = field(default_factory=list)  # training split's class frequencies (fer.prior)
+    tau: float = 0.0  # prior-correction strength for this model alone (0 = off; see fer.prior.tune_tau)
     created: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
     format: int = CARD_FORMAT
 

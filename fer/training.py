@@ -430,6 +430,7 @@ def train(
     card = _make_card(state, cfg, data, val_name)
     best = _load_best(rdir)
     card.metrics = _final_metrics(best, data, val_name, val_split)
+    card.prior, card.tau = prior_correction(best, train_split, val_split)
     path = export_model(rdir / "best.keras", cfg, out, card)
     return TrainResult(path, card, cancelled)
 
@@ -518,6 +519,20 @@ def _final_metrics(model, data: Dataset, val_name: str, val_split: Split) -> dic
     if val_name == "public_test":
         metrics["public_test_tta_flip"] = evaluate(model, val_split, tta="flip")
     return metrics
+
+
+def prior_correction(model, train_split: Split, val_split: Split) -> tuple[list[float], float]:
+    """The training split's class prior and the ``tau`` that corrects it best on the validation split
+    (:func:`fer.prior.tune_tau`); no correction (``[]``, 0) when a class is missing from either split."""
+    from fer.evaluate import probabilities
+    from fer.prior import class_prior, tune_tau
+
+    counts = np.bincount(np.asarray(train_split.y, np.int64), minlength=NUM_CLASSES)
+    if np.any(counts == 0) or len(np.unique(val_split.y)) < NUM_CLASSES:
+        return [], 0.0
+    prior = class_prior(counts)
+    tau, _ = tune_tau(probabilities(model, val_split.x), val_split.y, prior)
+    return [round(float(p), 6) for p in prior], tau
 
 
 def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str) -> ModelCard:

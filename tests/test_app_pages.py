@@ -188,9 +188,10 @@ def test_photos_average_each_face_with_its_mirror(env):
     no_crash(at)
     sel = at.session_state["_selection"]
     shown = state.analyze_photo(sel.key, photo.name, photo.read_bytes(), 0.5)
-    flip = analysis.analyze_image(state._load_recognizer(sel.key, "flip"), photo.name, photo.read_bytes(), 0.5)
-    single = analysis.analyze_image(state._load_recognizer(sel.key), photo.name, photo.read_bytes(), 0.5)
-    assert state.PHOTO_TTA == "flip" and len(shown.faces) == 1
+    flip = analysis.analyze_image(state._load_recognizer(sel.key, "photo"), photo.name, photo.read_bytes(), 0.5)
+    single = analysis.analyze_image(state._load_recognizer(sel.key, "live"), photo.name, photo.read_bytes(), 0.5)
+    assert state.PHOTO_PROFILE == "photo" and state._load_recognizer(sel.key, "photo").tta == "flip"
+    assert state._load_recognizer(sel.key, "live").tta is None and len(shown.faces) == 1
     assert shown.faces[0]["scores"] == flip.faces[0]["scores"] != single.faces[0]["scores"]
     row = at.dataframe[0].value.iloc[0]
     assert row["emotion"] == flip.faces[0]["emotion"]

@@ -32,12 +32,16 @@ def test_train_then_evaluate_json(trained):
     assert "public_test accuracy" in proc.stdout and out.is_file() and out.with_suffix(".json").is_file()
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["command"].startswith("python -m fer train --data") and card["epochs"] == 1
-    ev = run_cli("evaluate", "--data", str(data), "--model", str(out), "--json")
+    assert len(card["prior"]) == 7 and abs(sum(card["prior"]) - 1) < 1e-3 and 0 <= card["tau"] <= 1.5
+    ev = run_cli("evaluate", "--data", str(data), "--model", str(out), "--profile", "live", "--json")
     assert ev.returncode == 0, ev.stderr[-2000:]
     result = json.loads(ev.stdout)
-    assert {"accuracy", "loss", "n", "labels", "per_class", "confusion"} <= set(result)
+    assert {"accuracy", "balanced_accuracy", "loss", "n", "labels", "per_class", "confusion"} <= set(result)
     assert result["n"] == 14 and result["split"] == "public_test" and len(result["confusion"]) == 7
-    assert result["accuracy"] == card["metrics"]["public_test"]["accuracy"]
+    assert result["passes"] == 1 and result["tau"] == card["tau"] and result["profile"] == "live"
+    assert result["uncorrected"]["accuracy"] == card["metrics"]["public_test"]["accuracy"]
+    photo = json.loads(run_cli("evaluate", "--data", str(data), "--model", str(out), "--json").stdout)
+    assert photo["profile"] == "photo" and photo["passes"] == 2 and photo["tta"] == "flip"
     plain = run_cli("evaluate", "--data", str(data), "--model", str(out), "--split", "all", "--tta")
     assert plain.returncode == 0 and plain.stdout.startswith("Loss: ") and "Accuracy: " in plain.stdout
 

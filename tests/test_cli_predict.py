@@ -43,17 +43,19 @@ def test_predict_plain_text_and_exit_zero(model_path, capsys):
     assert code == 0 and "grace_hopper.jpg: 1 face(s): " in out
 
 
-def test_predict_tta_flip_averages_each_face_with_its_mirror(model_path, capsys):
+def test_predict_profiles_and_tta(model_path, capsys):
+    """photo (the default) averages each face with its mirror; live and --tta none take one pass."""
     from fer.inference import EmotionRecognizer
     from fer.modelfile import load_model
 
     image = str(scenes.DATA / "astronaut.jpg")
     scores = []
-    for extra in ([], ["--tta"]):
+    for extra in ([], ["--profile", "live"], ["--profile", "live", "--tta"], ["--tta", "none"]):
         assert main(["predict", image, "--model", str(model_path), "--json", *extra]) == 0
         scores.append(json.loads(capsys.readouterr().out)[0]["faces"][0]["scores"])
     (r,) = EmotionRecognizer(load_model(model_path), input_size=640, tta="flip").analyze_file(image)
-    assert scores[1] == pytest.approx(r.scores, abs=1e-4) and scores[1] != pytest.approx(scores[0], abs=1e-4)
+    assert scores[0] == pytest.approx(r.scores, abs=1e-4) and scores[0] != pytest.approx(scores[1], abs=1e-4)
+    assert scores[2] == pytest.approx(scores[0], abs=1e-4) and scores[3] == pytest.approx(scores[1], abs=1e-4)
 
 
 def test_predict_with_a_bad_model_is_a_one_line_error(tmp_path, capsys):

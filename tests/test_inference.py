@@ -237,7 +237,7 @@ def test_flip_tta_averages_each_face_with_its_mirror_in_one_batch(model_path):
     from fer.modelfile import load_model
 
     loaded = load_model(model_path)
-    plain, flip = EmotionRecognizer(loaded), EmotionRecognizer(loaded, tta="flip")
+    plain, flip = EmotionRecognizer(loaded, profile="live"), EmotionRecognizer(loaded, profile="live", tta="flip")
     crops = np.stack([r.crop for r in plain.analyze(scenes.group(2).image)])
     expected = (plain.classify(crops) + plain.classify(crops[:, :, ::-1])) / 2
     got = flip.classify(crops)

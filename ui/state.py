@@ -49,34 +49,40 @@ def _model_key(path: Path) -> str:
         return str(path)
 
 
-PHOTO_TTA = "flip"
-"""Photos average each face with its mirror image: twice the model's few milliseconds per face, next
-to a detector that costs far more, for 0.25-0.8 points on FER2013 depending on the model. Live video
-keeps a single pass."""
+PHOTO_PROFILE, LIVE_PROFILE = "photo", "live"
+"""Photos and videos use the photo profile (for the shipped model: the ensemble with flip TTA; for a
+model of your own: it with flip TTA), the live webcam the live profile (one model, one pass); both
+prior-corrected (see fer.profiles)."""
 
 
-@st.cache_resource(max_entries=3, show_spinner="Loading the model and the face detector…")
-def _cached_recognizer(key: str):
+@st.cache_resource(max_entries=6, show_spinner="Loading the model and the face detector…")
+def _cached_recognizer(key: str, profile: str):
     import fer
-    from fer.modelfile import load_model
+    from fer.modelfile import DEFAULT_MODEL, load_model
 
-    path = key.rsplit("|", 1)[0]
-    return fer.EmotionRecognizer(load_model(path))
-
-
-def _load_recognizer(key: str, tta: str | None = None):
-    """The cached recognizer of ``key``; with ``tta``, a copy sharing its model and detector."""
-    shared = _cached_recognizer(key)
-    return shared if tta is None else shared.with_tta(tta)
+    path = Path(key.rsplit("|", 1)[0])
+    if path == DEFAULT_MODEL.resolve():  # the shipped model stands for the shipped profiles
+        return fer.EmotionRecognizer(profile=profile)
+    return fer.EmotionRecognizer(load_model(path), profile=profile)
 
 
-def recognizer(selection: Selection, tta: str | None = None):
+_PROFILE_TTA = object()
+
+
+def _load_recognizer(key: str, profile: str = PHOTO_PROFILE, tta: str | None | object = _PROFILE_TTA):
+    """The cached recognizer of ``key`` under ``profile``; with ``tta`` (a mode or None), a copy sharing its models
+    and detector that uses that test-time augmentation instead of the profile's."""
+    shared = _cached_recognizer(key, profile)
+    return shared if tta is _PROFILE_TTA else shared.with_tta(tta)
+
+
+def recognizer(selection: Selection, profile: str = PHOTO_PROFILE):
     """The cached :class:`fer.EmotionRecognizer` for the selected model; ValueError with a clear message."""
     if selection.entry is None:
         raise ValueError("there is no model yet: train one on the Train page, or set FER_DEFAULT_MODEL")
     if not selection.entry.usable:
         raise ValueError(f"model {selection.entry.path} cannot be used: {selection.entry.error}")
-    return _load_recognizer(selection.key, tta)
+    return _load_recognizer(selection.key, profile)
 
 
 def model_selector(cfg: Settings) -> Selection:
@@ -144,7 +150,7 @@ def analyze_photo(model_key: str, name: str, data: bytes, min_score: float):
     """Cached :func:`ui.analysis.analyze_image` (reruns such as a download click don't recompute)."""
     from ui.analysis import analyze_image
 
-    return analyze_image(_load_recognizer(model_key, PHOTO_TTA), name, data, min_score)
+    return analyze_image(_load_recognizer(model_key, PHOTO_PROFILE), name, data, min_score)
 
 
 def server_session_available() -> bool:
