@@ -21,6 +21,14 @@ with c3.container(border=True):
     st.caption("Train from scratch or fine-tune in the browser, watch the curves, save and use the result.")
 widgets.privacy_note("app")
 
+st.header("Profiles")
+try:
+    from fer.profiles import read_manifest
+
+    widgets.profiles_table(read_manifest())
+except ValueError as exc:
+    st.warning(f"The shipped profiles cannot be read: {exc}")
+
 sel = state.selection()
 st.header("Active model")
 if sel.entry is None:

@@ -14,6 +14,7 @@ from streamlit.testing.v1 import AppTest
 from app_helpers import REPO, app_env, class_zip, face_photo, noise_png, set_env, write_fer_folder
 from fer.labels import EMOTIONS
 from fer.modelfile import card_path, read_card
+from fer.profiles import read_manifest
 from synth import make_split, write_csv
 from ui import registry
 from ui.jobs import MANAGER
@@ -81,7 +82,11 @@ def test_home_shows_the_model_card(env):
     recall = next(s for s in specs if s["data"][0]["type"] == "bar")
     assert recall["data"][0]["y"] == [public["per_class"][e]["recall"] for e in EMOTIONS]
     assert any(len(s["data"]) >= 2 and s["data"][0].get("name") == "train" for s in specs)  # training curves
-    splits = at.dataframe[0].value
+    profiles = at.dataframe[0].value
+    shipped = read_manifest()["profiles"]
+    assert list(profiles["profile"]) == list(shipped)
+    assert list(profiles["balanced accuracy"]) == [p["public_test"]["balanced_accuracy"] for p in shipped.values()]
+    splits = at.dataframe[1].value
     assert set(splits["split"]) >= {"public test"}
 
 

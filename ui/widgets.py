@@ -76,6 +76,32 @@ def data_table(data: dict) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def profiles_rows(doc: dict) -> list[dict]:
+    """One row per shipped profile of ``models/profiles.json``: recipe, public_test figures, cost per face."""
+    rows = []
+    for name, spec in doc.get("profiles", {}).items():
+        pt = spec.get("public_test", {})
+        plain = pt.get("uncorrected", {})
+        rows.append({"profile": name, "models": " + ".join(m.removesuffix(".keras") for m in spec["members"]),
+                     "TTA": spec.get("tta") or "none", "passes per face": spec.get("passes"),
+                     "accuracy": pt.get("accuracy"), "balanced accuracy": pt.get("balanced_accuracy"),
+                     "uncorrected accuracy": plain.get("accuracy"),
+                     "uncorrected balanced": plain.get("balanced_accuracy"),
+                     "tau": spec.get("tau"), "ms per face": spec.get("ms_per_face")})
+    return rows
+
+
+def profiles_table(doc: dict) -> None:
+    """The shipped profiles: what photos/videos (photo) and the webcam (live) run, and how well."""
+    pct = st.column_config.NumberColumn(format="%.4f")
+    st.dataframe(profiles_rows(doc), hide_index=True, column_config={
+        k: pct for k in ("accuracy", "balanced accuracy", "uncorrected accuracy", "uncorrected balanced")})
+    st.caption("FER2013 public_test (3,589 faces). Photos and videos use **photo**, the live webcam **live**. "
+               "Both divide out the training set's class prior (tau chosen on public_test balanced accuracy), so "
+               "rare emotions such as disgust and fear are not under-called. Measure with "
+               "`python -m fer evaluate --data path/to/fer2013 --profile photo|live`.")
+
+
 def model_card(entry, key: str = "card") -> None:
     """Everything the card says: budget, data, metrics per split, per-class recall, confusion, curves."""
     card = entry.card
