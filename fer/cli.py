@@ -47,6 +47,11 @@ def _add_train(sub) -> None:
     p.add_argument("--seed", type=int, default=d.seed,
                    help="random seed (a fine-tuning run adds its stage number to it)")
     p.add_argument("--init-model", help="fine-tune: start from this model's weights (same architecture)")
+    p.add_argument("--teacher", default=d.teacher, metavar="PROFILE|MODEL",
+                   help="distil: learn the soft targets of a shipped profile (photo: the ensemble with TTA) or of "
+                        "a .keras model (with flip TTA), computed once and cached in the run folder")
+    p.add_argument("--distill-weight", type=float, default=d.distill_weight,
+                   help=f"with --teacher: the teacher's share of each target (default {d.distill_weight})")
     p.add_argument("--skip-unknown", action="store_true", help="ignore unknown class folders / labels")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep every epoch's checkpoint in the run folder, for `python -m fer average`")
@@ -125,7 +130,8 @@ def cmd_train(args) -> int:
         label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=not args.no_augment,
         augment_strength=args.augment_strength,
         precision=args.precision, seed=args.seed, time_budget_s=args.time_budget,
-        keep_checkpoints=args.keep_checkpoints, patience=args.patience)
+        keep_checkpoints=args.keep_checkpoints, patience=args.patience, teacher=args.teacher,
+        distill_weight=args.distill_weight)
     cfg.validate()
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     command = "python -m fer " + " ".join(shlex.quote(a) for a in sys.argv[1:])

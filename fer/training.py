@@ -50,6 +50,8 @@ class TrainConfig:
     time_budget_s: float = 0.0  # > 0: measure this machine's speed, then fit as many epochs (up to `epochs`) as fit
     keep_checkpoints: bool = False  # also keep every epoch's checkpoint (run dir, epoch_NNN.keras) for averaging
     patience: int = 0  # > 0: stop once this many epochs in a row have not beaten the best validation score
+    teacher: str = ""  # distil: "photo"/"live" (a shipped profile) or a .keras model whose soft targets to learn
+    distill_weight: float = 0.7  # with a teacher: target = weight * teacher's probabilities + (1 - weight) * label
 
     def validate(self) -> None:
         from fer.model import ARCHITECTURES
@@ -68,6 +70,9 @@ class TrainConfig:
             (0 <= self.augment_strength <= 2, "augment_strength must be in [0, 2]"),
             (self.time_budget_s >= 0, "time_budget_s must be 0 (off) or a number of seconds"),
             (self.patience >= 0, "patience must be 0 (off) or a number of epochs"),
+            (self.teacher in ("", "photo", "live") or self.teacher.endswith(".keras"),
+             "teacher must be empty, a profile (photo, live) or a .keras model file"),
+            (0 <= self.distill_weight <= 1, "distill_weight must be in [0, 1]"),
         ]
         for ok, message in checks:
             if not ok:
@@ -193,6 +198,35 @@ def to_inputs(split: Split) -> tuple[np.ndarray, np.ndarray]:
     x = split.x.astype(np.float32)[..., None]
     y = np.eye(NUM_CLASSES, dtype=np.float32)[split.y]
     return x, y
+
+
+def teacher_probabilities(teacher: str, split: Split, cache: Path | None = None) -> np.ndarray:
+    """The teacher's probabilities (n, 7) for ``split``'s faces, without prior correction: a shipped
+    profile ("photo": the ensemble with TTA) or a model file (with flip TTA). Computed once and cached
+    in ``cache`` (a .npy file), reused while the teacher and the faces are the same."""
+    import hashlib
+
+    from fer.profiles import load_profile
+
+    key = hashlib.sha256(teacher.encode() + np.ascontiguousarray(split.x).tobytes()).hexdigest()[:16]
+    if cache is not None and cache.is_file() and cache.with_suffix(".key").is_file() \
+            and cache.with_suffix(".key").read_text() == key:
+        return np.load(cache)
+    ensemble = load_profile(teacher) if teacher in ("photo", "live") else load_profile("photo", teacher)
+    probs = ensemble.probabilities(split.x, corrected=False)
+    if cache is not None:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write_bytes(cache, lambda tmp: np.save(open(tmp, "wb"), probs))
+        cache.with_suffix(".key").write_text(key)
+    return probs
+
+
+def distill_targets(cfg: TrainConfig, split: Split, y: np.ndarray, cache: Path | None = None) -> np.ndarray:
+    """One-hot targets ``y`` mixed with the teacher's soft targets (knowledge distillation), or ``y`` as is."""
+    if not cfg.teacher:
+        return y
+    soft = teacher_probabilities(cfg.teacher, split, cache)
+    return (cfg.distill_weight * soft + (1.0 - cfg.distill_weight) * y).astype(np.float32)
 
 
 def train_val_splits(data: Dataset, cfg: TrainConfig) -> tuple[Split, Split, str]:
@@ -483,6 +517,7 @@ def _seconds_per_call(fn, n: int) -> float:
 
 def _fit(model, state, cfg, train_split, val_split, rdir, listener, cancel) -> bool:
     x, y = to_inputs(train_split)
+    y = distill_targets(cfg, train_split, y, Path(rdir) / "teacher_probs.npy")
     xv, yv = to_inputs(val_split)
     if listener is not None and hasattr(listener, "on_train_begin"):
         listener.on_train_begin(cfg.epochs, state["steps"], state["epoch"])

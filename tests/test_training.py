@@ -169,3 +169,28 @@ def test_patience_stops_after_epochs_without_gain_and_resume_respects_it(tmp_pat
     assert more.card.epochs == stopped_at + 1 and more.card.config["patience"] == 0
     with pytest.raises(ValueError, match="patience must be 0"):
         TrainConfig(**CFG, patience=-1).validate()
+
+
+def test_distillation_learns_the_teachers_cached_soft_targets(tmp_path):
+    from fer.profiles import load_profile
+    from fer.training import distill_targets, teacher_probabilities
+
+    data = tiny_data()
+    teacher = train(data, TrainConfig(**CFG, epochs=1, augment=False), tmp_path / "teacher.keras").model_path
+    cfg = TrainConfig(**CFG, epochs=1, augment=False, teacher=str(teacher), distill_weight=0.6)
+    split, cache = data.split("train"), tmp_path / "cache" / "soft.npy"
+    soft = teacher_probabilities(cfg.teacher, split, cache)
+    expected = load_profile("photo", teacher).probabilities(split.x, corrected=False)  # flip TTA, no correction
+    np.testing.assert_allclose(soft, expected, atol=1e-5)
+    np.save(cache, np.full_like(soft, 1 / 7))  # a cache for the same teacher and faces is reused ...
+    assert np.allclose(teacher_probabilities(cfg.teacher, split, cache), 1 / 7)
+    other = Split(split.x[::-1].copy(), split.y[::-1].copy())  # ... other faces recompute it
+    np.testing.assert_allclose(teacher_probabilities(cfg.teacher, other, cache), expected[::-1], atol=1e-5)
+    onehot = np.eye(7, dtype=np.float32)[split.y]
+    mixed = distill_targets(cfg, split, onehot, cache)  # recomputed for these faces: the teacher's own targets
+    np.testing.assert_allclose(mixed, 0.6 * expected + 0.4 * onehot, atol=1e-5)
+    student = train(data, cfg, tmp_path / "student.keras")
+    assert student.card.config["teacher"] == str(teacher)
+    assert (run_dir(student.model_path) / "teacher_probs.npy").is_file()
+    with pytest.raises(ValueError, match="teacher must be"):
+        TrainConfig(teacher="nonsense").validate()
