@@ -18,10 +18,9 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-# The same install as the README: pinned requirements under the full constraints, then the no-deps wheel.
-COPY requirements.txt requirements-nodeps.txt constraints.txt ./
-RUN python -m pip install -r requirements.txt -c constraints.txt \
-    && python -m pip install --no-deps -r requirements-nodeps.txt
+# The same install as the README: the lock, every package pinned (the face detector's weights ship in fer/assets).
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
 
 COPY . .
 RUN useradd --create-home --uid 10001 fer \
