@@ -1,5 +1,5 @@
 # The FER app on CPU: docker build -t fer-app . && docker run --rm -p 8501:8501 fer-app
-# (then open http://localhost:8501). GPU hosts: see docs/deploy.md.
+# (then open http://localhost:8501). Hosting (Hugging Face Spaces, Cloud Run, ...) and GPUs: docs/deploy.md.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -23,7 +23,8 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY . .
-RUN useradd --create-home --uid 10001 fer \
+# uid 1000: the user Hugging Face Spaces runs containers as (docs/deploy.md)
+RUN useradd --create-home --uid 1000 fer \
     && mkdir -p /data/models /data/fer2013 /data/cache \
     && chown -R fer:fer /data
 USER fer

@@ -156,3 +156,16 @@ def test_dockerfile_runs_the_app_as_a_non_root_user_with_a_health_check():
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", ".streamlit/secrets.toml", "models/*.run", "tests"} <= set(ignored)
     assert not {"models", "fer", "ui", "app_pages", "app.py", ".streamlit"} & set(ignored)  # what the app needs
+
+
+def test_the_hugging_face_space_header_serves_the_dockerfiles_port():
+    """deploy/huggingface/README.md is the Space's README: a Docker Space routed to the port the image serves."""
+    text = (REPO / "deploy" / "huggingface" / "README.md").read_text()
+    m = re.match(r"---\n(?P<yaml>.*?)\n---\n", text, re.DOTALL)
+    assert m, "the Space's README must start with its YAML header between --- lines"
+    header = dict(line.split(": ", 1) for line in m.group("yaml").splitlines())
+    assert header["sdk"] == "docker"
+    assert len(header["short_description"]) <= 60
+    docker = (REPO / "Dockerfile").read_text()
+    assert f"EXPOSE {header['app_port']}" in docker and f"--server.port={header['app_port']}" in docker
+    assert re.search(r"^RUN useradd .*--uid 1000 ", docker, re.MULTILINE), "Spaces run the container as uid 1000"
