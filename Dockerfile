@@ -1,5 +1,5 @@
 # The FER app on CPU: docker build -t fer-app . && docker run --rm -p 8501:8501 fer-app
-# (then open http://localhost:8501). GPU hosts: see docs/deploy.md.
+# (then open http://localhost:8501). Hosting (Hugging Face Spaces, Cloud Run, ...) and GPUs: docs/deploy.md.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -18,13 +18,13 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 WORKDIR /app
-# The same install as the README: pinned requirements under the full constraints, then the no-deps wheel.
-COPY requirements.txt requirements-nodeps.txt constraints.txt ./
-RUN python -m pip install -r requirements.txt -c constraints.txt \
-    && python -m pip install --no-deps -r requirements-nodeps.txt
+# The same install as the README: the lock, every package pinned (the face detector's weights ship in fer/assets).
+COPY requirements.txt ./
+RUN pip install -r requirements.txt
 
 COPY . .
-RUN useradd --create-home --uid 10001 fer \
+# uid 1000: the user Hugging Face Spaces runs containers as (docs/deploy.md)
+RUN useradd --create-home --uid 1000 fer \
     && mkdir -p /data/models /data/fer2013 /data/cache \
     && chown -R fer:fer /data
 USER fer

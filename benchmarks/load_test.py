@@ -12,8 +12,8 @@ browser context per visitor:
 
 1. baseline: one session uploads ``--baseline-uploads`` photos on Analyze, one after another;
 2. load: one session starts a training on the Train page (``--epochs``, cancelled when the test
-   ends) and waits for it to run, one session streams the fake camera on Live webcam, then ``--sessions`` sessions upload
-   ``--uploads`` photos each, all at once.
+   ends) and waits for it to run, one session streams the fake camera on Live webcam, then ``--sessions``
+   sessions upload ``--uploads`` photos each, all at once.
 
 Every upload is a fresh copy of the photo (one pixel changed, its own name) on a freshly loaded
 page, so the app's result cache never answers it. The time per photo runs from handing the file to
@@ -68,7 +68,8 @@ class Phase:
 
     def summary(self) -> dict:
         t = sorted(self.times_s)
-        return {"sessions": self.sessions, "planned": self.planned, "uploads": self.attempted, "answered": self.answered,
+        return {"sessions": self.sessions, "planned": self.planned, "uploads": self.attempted,
+                "answered": self.answered,
                 "errors": len(self.errors), "p50_s": percentile(t, 50), "p95_s": percentile(t, 95),
                 "max_s": round(t[-1], 2) if t else None, "wall_s": round(self.wall_s, 1),
                 "photos_per_min": round(60 * self.answered / self.wall_s, 1) if self.wall_s else None}
@@ -376,7 +377,8 @@ def main(argv: list[str] | None = None) -> int:
     print_report(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
-    ok = not report["errors"] and all(report[k]["answered"] == report[k]["planned"] for k in ("one_session", "n_sessions"))
+    ok = not report["errors"] and all(report[k]["answered"] == report[k]["planned"]
+                                      for k in ("one_session", "n_sessions"))
     return 0 if ok else 1
 
 

@@ -93,10 +93,10 @@ def ours(rec, runs: int) -> dict[str, dict]:
         crops = np.stack([r.crop for r in rec.analyze(frame)])
         out[name] = {
             "faces": len(faces),
-            "detect": median_ms(lambda: rec.detect(frame), runs),
-            "detect_no_refine": median_ms(lambda: detect_in_bgr(frame, 0.5, refine=False), runs),
-            "classify": median_ms(lambda: rec.classify(crops), runs),
-            "total": median_ms(lambda: rec.analyze(frame), runs),
+            "detect": median_ms(lambda frame=frame: rec.detect(frame), runs),
+            "detect_no_refine": median_ms(lambda frame=frame: detect_in_bgr(frame, 0.5, refine=False), runs),
+            "classify": median_ms(lambda crops=crops: rec.classify(crops), runs),
+            "total": median_ms(lambda frame=frame: rec.analyze(frame), runs),
         }
     one = crops[:1]
     batch = np.repeat(crops, 32 // len(crops) + 1, axis=0)[:32]
@@ -139,7 +139,7 @@ def stand_in(runs: int) -> dict[str, dict]:
         crops = [cv2.resize(gray[int(f.y1):int(f.y2), int(f.x1):int(f.x2)], (48, 48)) for f in faces]
         return model.predict(np.array(crops, np.float32)[..., None], verbose=0) if crops else []
 
-    return {name: {"ms": median_ms(lambda: detect_emotions(frame), runs), "faces": len(haar(frame))}
+    return {name: {"ms": median_ms(lambda frame=frame: detect_emotions(frame), runs), "faces": len(haar(frame))}
             for name, frame in frames().items()}
 
 

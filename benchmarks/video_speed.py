@@ -15,7 +15,8 @@ H.264 MP4, all in this process, one after the other:
 For each: wall time, frames/s, the ratio to real time (video seconds per wall second; >= 1
 keeps up with the video) and the CPU time used per second of video by this process (all threads)
 and by the ffmpeg encoder it pipes frames to (a child process) together (
-under 2.0 fits in 2 cores when nothing else runs, under 1.0 would fit even in one). The fast path's labels and boxes are compared with the naive path's,
+under 2.0 fits in 2 cores when nothing else runs, under 1.0 would fit even in one). The fast path's labels and boxes
+are compared with the naive path's,
 frame by frame, so the speed-up's cost in accuracy is visible.
 """
 

@@ -122,8 +122,15 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
     import keras
 
     from fer.modelfile import save_model
-    from fer.training import (TrainConfig, _build, _final_metrics, _make_card, _weights_for, prior_correction,
-                              train_val_splits)
+    from fer.training import (
+        TrainConfig,
+        _build,
+        _final_metrics,
+        _make_card,
+        _weights_for,
+        prior_correction,
+        train_val_splits,
+    )
 
     dest = Path(dest)
     if dest.suffix != ".keras":

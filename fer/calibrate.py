@@ -251,7 +251,8 @@ class CalibrationConfig:
 
     def validate(self) -> None:
         checks = [(self.steps >= 1, "steps must be at least 1"), (0 < self.lr <= 1, "lr must be in (0, 1]"),
-                  (self.replay_weight >= 0, "replay_weight must be 0 or more"), (self.anchor >= 0, "anchor must be 0 or more"),
+                  (self.replay_weight >= 0, "replay_weight must be 0 or more"),
+                  (self.anchor >= 0, "anchor must be 0 or more"),
                   (0 <= self.heldout_fraction < 1, "heldout_fraction must be in [0, 1)")]
         for ok, msg in checks:
             if not ok:

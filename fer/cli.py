@@ -8,7 +8,6 @@ import os
 import shlex
 import sys
 import warnings
-from pathlib import Path
 
 from fer.cli_predict import add_tta_option
 from fer.labels import SPLITS
@@ -80,7 +79,8 @@ def _add_evaluate(sub) -> None:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m fer", description="Facial-expression recognition (FER2013 emotions).")
+    parser = argparse.ArgumentParser(prog="python -m fer",
+                                     description="Facial-expression recognition (FER2013 emotions).")
     sub = parser.add_subparsers(dest="command", required=True)
     _add_train(sub)
     _add_evaluate(sub)

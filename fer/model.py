@@ -174,7 +174,8 @@ ARCHITECTURES: dict[str, tuple[Callable, str]] = {
     "vgg": (_vgg(32), "default: VGG-style 4x2 conv3x3-BN-ReLU (32-256 channels), global pooling, 1.2M parameters"),
     "resnet": (_resnet, "residual: 2 conv stem + 3 strided residual blocks (64-256 channels), global pooling, "
                         "1.2M parameters; about the cost of vgg, errs differently (an ensemble member)"),
-    "vgg_wide": (_vgg(64), "VGG-style 4x2 conv3x3-BN-ReLU (64-512 channels), global pooling, 4.7M parameters; for GPUs"),
+    "vgg_wide": (_vgg(64),
+                 "VGG-style 4x2 conv3x3-BN-ReLU (64-512 channels), global pooling, 4.7M parameters; for GPUs"),
 }
 DEFAULT_ARCH = "vgg"
 

@@ -214,7 +214,8 @@ def load_model(path: str | Path | None = None, *, compile: bool = False):
     try:
         model = keras.saving.load_model(path, compile=compile, safe_mode=True)
     except Exception as exc:  # noqa: BLE001 - Keras raises many types for broken files
-        raise ValueError(f"could not load model {path}: {type(exc).__name__}: {str(exc).splitlines()[0][:200]}") from None
+        first_line = str(exc).splitlines()[0][:200]
+        raise ValueError(f"could not load model {path}: {type(exc).__name__}: {first_line}") from None
     _check_against_card(model, card, path)
     return model, card
 

@@ -74,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
     a = np.array(rows)
     print(f"mean over {len(rows)} visitors: held-out {a[:, 0].mean():.1%} -> {a[:, 1].mean():.1%}; public_test "
           f"{a[:, 2].mean():.2%} -> {a[:, 3].mean():.2%} (drop {100 * (a[:, 2] - a[:, 3]).mean():.2f} points, "
-          f"worst {100 * (a[:, 2] - a[:, 3]).max():.2f}); {a[:, 4].mean():.1f} s per calibration (max {a[:, 4].max():.1f})")
+          f"worst {100 * (a[:, 2] - a[:, 3]).max():.2f}); {a[:, 4].mean():.1f} s per calibration "
+          f"(max {a[:, 4].max():.1f})")
     return 0
 
 

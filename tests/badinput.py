@@ -25,7 +25,7 @@ from PIL import Image
 
 import scenes
 from fer.labels import EMOTIONS
-from synth import make_split, write_csv
+from synth import make_split
 
 
 @dataclass(frozen=True)

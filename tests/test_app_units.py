@@ -20,7 +20,6 @@ from ui.archive import UnsafeArchive, dataset_root, safe_extract
 from ui.jobs import JobBusy, JobManager, TrainRequest, stage_upload, subset
 from ui.settings import DEFAULT_STUN, Settings, ice_servers
 
-
 # ---------------------------------------------------------------- settings
 
 

@@ -230,7 +230,8 @@ def test_cli_with_a_broken_model_is_one_line(tmp_path, model_path, capsys):
 
 @pytest.fixture()
 def app_env(tmp_path, model_path, monkeypatch):
-    from app_helpers import app_env as make_env, set_env
+    from app_helpers import app_env as make_env
+    from app_helpers import set_env
     from fer.modelfile import card_path
     from ui import registry
 

@@ -86,8 +86,16 @@ def test_without_replay_the_head_stays_near_the_original(base, replay):
 
 
 def test_replay_file_round_trip_and_stale_refusal(base, replay, tmp_path):
-    from fer.calibrate import (StaleReplay, find_replay, head_probs, head_weights, load_replay, save_replay,
-                               trunk_fingerprint, with_head)
+    from fer.calibrate import (
+        StaleReplay,
+        find_replay,
+        head_probs,
+        head_weights,
+        load_replay,
+        save_replay,
+        trunk_fingerprint,
+        with_head,
+    )
 
     model, _ = base
     path = save_replay(replay, tmp_path / "vgg.replay.npz")

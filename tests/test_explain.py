@@ -7,9 +7,9 @@ import numpy as np
 import pytest
 
 import scenes
-from synth import make_split
 from fer.explain import Explanation, explain_faces, occluded_copies, occlusion_map, overlay, window_starts
 from fer.labels import EMOTIONS
+from synth import make_split
 
 PHOTOS = ("astronaut.jpg", "grace_hopper.jpg", "camera.jpg")
 MASK = 14  # side of the test's own occluder: not the map's 12 px square, and filled differently

@@ -33,8 +33,8 @@ def test_seed_matches_the_layer_table_to_the_parameter():
     model = build_model("seed")
     assert model.count_params() == 5_905_863
     assert sum(int(np.prod(w.shape)) for w in model.non_trainable_weights) == 3_712
-    layers = [l for l in model.layers if type(l).__name__ not in ("InputLayer", "Rescaling", "FaceAugment")]
-    got = [(type(l).__name__, tuple(l.output.shape[1:]), l.count_params()) for l in layers]
+    layers = [layer for layer in model.layers if type(layer).__name__ not in ("InputLayer", "Rescaling", "FaceAugment")]
+    got = [(type(layer).__name__, tuple(layer.output.shape[1:]), layer.count_params()) for layer in layers]
     assert got == SEED_TABLE
 
 

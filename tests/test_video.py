@@ -13,8 +13,16 @@ import pytest
 import scenes
 from fer.faces import Face
 from fer.labels import EMOTIONS
-from fer.video import (CSV_FIELDS, VideoInfo, VideoLimits, analyze_video, interpolate_face, pair_faces,
-                       probe_video, write_video)
+from fer.video import (
+    CSV_FIELDS,
+    VideoInfo,
+    VideoLimits,
+    analyze_video,
+    interpolate_face,
+    pair_faces,
+    probe_video,
+    write_video,
+)
 
 FRAMES, FPS, SIZE = 20, 10.0, (320, 240)
 

@@ -8,7 +8,6 @@ import streamlit as st
 from fer.labels import EMOTIONS
 from ui import charts
 
-
 PRIVACY_NOTES = {
     "photos": "Privacy: your photos are processed in memory on the server and never written to disk or kept; "
               "results leave only through the downloads you click.",

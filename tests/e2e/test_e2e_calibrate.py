@@ -14,11 +14,23 @@ import shutil
 import time
 from pathlib import Path
 
+from test_e2e_browser import (  # noqa: F401 - fixtures
+    browser,
+    metric,
+    model_choice,
+    no_exception,
+    open_page,
+    page,
+    pytestmark,
+    server,
+    shot,
+    shots,
+    sync_api,
+    wait_idle,
+)
+
 from fer.calibrate import replay_path
 from fer.modelfile import read_card
-from test_e2e_browser import (  # noqa: F401 - fixtures
-    browser, metric, model_choice, no_exception, open_page, page, pytestmark, server, shot, shots, sync_api,
-    wait_idle)
 
 expect = sync_api.expect
 

@@ -13,13 +13,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from test_e2e_browser import browser, expect, no_exception, open_page, page, pytestmark, server, shot, shots, wait_idle  # noqa: F401
 
 import scenes
 from app_helpers import face_photo
 from fer.labels import EMOTIONS
 from fer.video import CSV_FIELDS, write_video
-from test_e2e_browser import (browser, expect, no_exception, open_page, page, pytestmark, server,  # noqa: F401
-                              shot, shots, wait_idle)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,63 @@
+"""docs/model_card.md and README.md's results table are generated from the model cards: never stale,
+and every figure read from a card (or docs/baselines.json), none typed by hand."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import json
+
+import pytest
+
+from test_pins import REPO
+
+
+@pytest.fixture(scope="module")
+def script():
+    spec = importlib.util.spec_from_file_location("model_card", REPO / "scripts" / "model_card.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="module")
+def card() -> dict:
+    return json.loads((REPO / "models" / "fer_default.json").read_text())
+
+
+def test_the_generated_files_are_up_to_date(script):
+    assert script.stale() == [], "run: python scripts/model_card.py"
+
+
+def test_a_changed_card_makes_them_stale(script, card, monkeypatch):
+    changed = copy.deepcopy(card)
+    changed["metrics"]["public_test"]["accuracy"] = 0.1234
+    monkeypatch.setattr(script, "cards", lambda: {"fer_default": changed})
+    assert set(script.stale()) == {"README.md", "docs/model_card.md"}
+
+
+def test_without_profiles_the_rows_are_the_cards_metrics(script, card):
+    baselines = json.loads((REPO / "docs" / "baselines.json").read_text())
+    table = script.results_table(card, baselines)
+    rows = [ln for ln in table.splitlines() if ln.startswith("| ") and ln[2].isdigit()]
+    assert len(rows) == 5
+    assert f"**{100 * card['metrics']['public_test_tta_flip']['accuracy']:.1f}%**" in rows[0]
+    assert f"**{100 * card['metrics']['public_test']['accuracy']:.1f}%**" in rows[1]
+    assert f"{100 * baselines['seed_same_split']['public_test']:.1f}%" in rows[2]
+    assert "../shared" not in table and "path/to/fer2013" in table
+
+
+def test_profiles_in_the_card_become_the_rows(script, card):
+    """The shape issue 26 adds to the card: the table then shows each profile's own figures and command."""
+    with_profiles = copy.deepcopy(card)
+    recall = {label: 0.5 for label in card["labels"]}
+    with_profiles["profiles"] = {
+        name: {"public_test": {"accuracy": acc, "balanced_accuracy": bal, "per_class_recall": recall},
+               "ms_per_face": ms, "command": f"python -m fer evaluate --data {card['data']['source']} --profile {name}"}
+        for name, acc, bal, ms in (("photo", 0.7123, 0.6811, 41.5), ("live", 0.6987, 0.6602, 7.25))}
+    baselines = json.loads((REPO / "docs" / "baselines.json").read_text())
+    table = script.results_table(with_profiles, baselines)
+    assert "**71.2%** | 68.1% | 41.5 ms / face" in table and "**69.9%** | 66.0% | 7.2 ms / face" in table
+    assert "`python -m fer evaluate --data path/to/fer2013 --profile photo`" in table
+    md = script.render_card("fer_default", with_profiles)
+    assert "| shipped, `live` profile | 69.87% | 66.02% | 7.2 |" in md
