@@ -113,9 +113,9 @@ def resolve_precision(requested: str = "auto") -> str:
     """Pick the Keras dtype policy: bf16 on GPUs and on AMX/AVX512-BF16 CPUs, else float32."""
     if requested != "auto":
         return requested
-    from fer.modelfile import _gpu_names
+    from fer.modelfile import gpu_names
 
-    return "mixed_bfloat16" if _gpu_names() or cpu_has_bf16() else "float32"
+    return "mixed_bfloat16" if gpu_names() or cpu_has_bf16() else "float32"
 
 
 @contextlib.contextmanager
@@ -131,7 +131,7 @@ def dtype_policy(policy: str):
         keras.mixed_precision.set_global_policy(old)
 
 
-def _build(cfg: TrainConfig, policy: str, seed: int | None = None):
+def build_for(cfg: TrainConfig, policy: str, seed: int | None = None):
     """A fresh model of ``cfg``'s architecture and augmentation, built under dtype ``policy``."""
     import fer.model
 
@@ -259,7 +259,7 @@ def _precise_batchnorm_callback(model, x: np.ndarray, steps: int, batch_size: in
     """
     import keras
 
-    from fer.averaging import batchnorm_layers, recompute_batchnorm
+    from fer.batchnorm import batchnorm_layers, recompute_batchnorm
 
     layers = batchnorm_layers(model)
     if not layers or steps >= round(1.0 / (1.0 - max(layer.momentum for layer in layers))):
@@ -341,12 +341,12 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
     rdir.mkdir(parents=True)
     seed = run_seed(cfg, init_model)
     keras.utils.set_random_seed(seed)
-    model = _build(cfg, policy, seed)
+    model = build_for(cfg, policy, seed)
     if init_model:
         from fer.modelfile import load_model
 
         src, _ = load_model(init_model)
-        model.set_weights(_weights_for(model, src))
+        model.set_weights(weights_for(model, src))
     compile_model(model, cfg, steps=steps)
     state = {"config": asdict(cfg), "epoch": 0, "steps": steps, "history": [], "best_score": -math.inf,
              "best_epoch": 0, "elapsed_s": 0.0, "precision": policy, "init_model": init_model, "seed": seed,
@@ -366,7 +366,7 @@ def run_seed(cfg: TrainConfig, init_model: str | None) -> int:
     return cfg.seed + max(1, len(_base_stages(init_model)))
 
 
-def _weights_for(model, src) -> list:
+def weights_for(model, src) -> list:
     """Weights of ``src`` (a model, or weight path -> array) for ``model``, in ``set_weights`` order.
 
     Same architecture required; the augmentation's RNG state may differ and keeps ``model``'s own.
@@ -390,8 +390,8 @@ def export_model(best_path: Path, cfg: TrainConfig, out: Path, card: ModelCard) 
     import keras
 
     best = keras.saving.load_model(best_path, compile=False, safe_mode=True)
-    clean = _build(cfg, "float32")
-    clean.set_weights(_weights_for(clean, best))
+    clean = build_for(cfg, "float32")
+    clean.set_weights(weights_for(clean, best))
     return save_model(clean, out, card)
 
 
@@ -427,9 +427,9 @@ def train(
     rdir = run_dir(out)
     if not (rdir / "best.keras").is_file():
         raise TrainingCancelled("training stopped before the first epoch finished; nothing to save")
-    card = _make_card(state, cfg, data, val_name)
+    card = make_card(state, cfg, data, val_name)
     best = _load_best(rdir)
-    card.metrics = _final_metrics(best, data, val_name, val_split)
+    card.metrics = final_metrics(best, data, val_name, val_split)
     path = export_model(rdir / "best.keras", cfg, out, card)
     return TrainResult(path, card, cancelled)
 
@@ -455,7 +455,7 @@ def measure_epoch_seconds(cfg: TrainConfig, policy: str, n_train: int, n_val: in
     """
     import tempfile
 
-    probe = _build(cfg, policy)
+    probe = build_for(cfg, policy)
     compile_model(probe, cfg, steps=max(1, math.ceil(n_train / cfg.batch_size)))
     rng = np.random.default_rng(cfg.seed)
     x = rng.uniform(0, 255, (cfg.batch_size, 48, 48, 1)).astype(np.float32)
@@ -511,7 +511,8 @@ def _load_best(rdir: Path):
     return keras.saving.load_model(rdir / "best.keras", compile=False, safe_mode=True)
 
 
-def _final_metrics(model, data: Dataset, val_name: str, val_split: Split) -> dict:
+def final_metrics(model, data: Dataset, val_name: str, val_split: Split) -> dict:
+    """The metrics a model card records: on the selection split, plus flip TTA when that is public_test."""
     from fer.evaluate import evaluate
 
     metrics = {val_name: evaluate(model, val_split)}
@@ -520,7 +521,8 @@ def _final_metrics(model, data: Dataset, val_name: str, val_split: Split) -> dic
     return metrics
 
 
-def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str) -> ModelCard:
+def make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str) -> ModelCard:
+    """The model card of a run (its ``state``), without metrics: the caller evaluates and sets them."""
     return ModelCard(
         architecture=cfg.arch,
         config={**asdict(cfg), "selection_split": val_name, "init_model": state.get("init_model")},
