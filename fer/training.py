@@ -16,7 +16,7 @@ import os
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -27,29 +27,52 @@ from fer.labels import NUM_CLASSES
 from fer.modelfile import ModelCard, atomic_write_bytes, hardware_description, save_model
 
 
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "onecycle", "constant")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
+"""The allowed values of the TrainConfig fields that have a fixed list (the CLI and the Train page read them)."""
+
+
+def _option(default, help: str = "", **cli):
+    """A TrainConfig field with its command-line help; ``cli`` may set the ``flag`` and ``metavar``.
+
+    A bool that defaults to True becomes a ``--no-...`` flag, so its help says what turning it off does.
+    """
+    return field(default=default, metadata={"help": help, **cli})
+
+
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; saved in the run state and the model card."""
+    """Everything that defines a training run; saved in the run state and the model card.
 
-    arch: str = "vgg"
-    epochs: int = 40
-    batch_size: int = 64
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    momentum: float = 0.9
-    schedule: str = "cosine"  # cosine | onecycle | constant
-    warmup_epochs: float = 2.0
-    label_smoothing: float = 0.1
-    class_weights: bool = False
-    augment: bool = True
-    augment_strength: float = 1.0
-    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
-    seed: int = 0  # with an init_model, the run uses seed + its stage number (see run_seed)
-    val_fraction: float = 0.1
-    time_budget_s: float = 0.0  # > 0: measure this machine's speed, then fit as many epochs (up to `epochs`) as fit
-    keep_checkpoints: bool = False  # also keep every epoch's checkpoint (run dir, epoch_NNN.keras) for averaging
-    patience: int = 0  # > 0: stop once this many epochs in a row have not beaten the best validation score
+    The fields are the one list of training options: ``python -m fer train`` makes a flag of each
+    (see :func:`fer.cli.add_config_arguments`), with the help text in its metadata.
+    """
+
+    arch: str = _option("vgg", "architecture (default %(default)s; a wrong name lists the choices)")
+    epochs: int = _option(40, "number of epochs (default %(default)s); with --time-budget, the most to run")
+    batch_size: int = _option(64)
+    optimizer: str = _option("adamw")
+    lr: float = _option(2e-3, "peak learning rate")
+    weight_decay: float = _option(0.05)
+    momentum: float = _option(0.9, "SGD momentum")
+    schedule: str = _option("cosine")
+    warmup_epochs: float = _option(2.0)
+    label_smoothing: float = _option(0.1)
+    class_weights: bool = _option(False, "weight classes by inverse frequency")
+    augment: bool = _option(True, "train without the in-model augmentation")
+    augment_strength: float = _option(1.0, "scale every augmentation range (0 = none, 1 = default, up to 2)")
+    precision: str = _option("auto")
+    seed: int = _option(0, "random seed (a fine-tuning run adds its stage number to it)")  # see run_seed
+    val_fraction: float = _option(0.1, "share of train carved out for selection when the data has no public_test")
+    time_budget_s: float = _option(0.0, "time this machine's speed first, then train as many epochs as fit in "
+                                   "SECONDS (the cosine schedule is fitted to them)",
+                                   flag="--time-budget", metavar="SECONDS")
+    keep_checkpoints: bool = _option(False, "keep every epoch's checkpoint in the run folder, for "
+                                     "`python -m fer average`")  # epoch_NNN.keras in the run dir
+    patience: int = _option(0, "stop early once this many epochs in a row have not beaten the best validation "
+                            "accuracy (default 0: off)", metavar="EPOCHS")
 
     def validate(self) -> None:
         from fer.model import ARCHITECTURES
@@ -58,11 +81,11 @@ class TrainConfig:
             (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (1 <= self.batch_size <= 4096, "batch_size must be between 1 and 4096"),
-            (self.optimizer in ("adamw", "sgd"), "optimizer must be 'adamw' or 'sgd'"),
+            (self.optimizer in OPTIMIZERS, "optimizer must be 'adamw' or 'sgd'"),
             (0 < self.lr <= 10, "lr must be in (0, 10]"),
-            (self.schedule in ("cosine", "onecycle", "constant"), "schedule must be cosine, onecycle or constant"),
+            (self.schedule in SCHEDULES, "schedule must be cosine, onecycle or constant"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (self.precision in ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+            (self.precision in PRECISIONS,
              "precision must be auto, float32, mixed_bfloat16 or mixed_float16"),
             (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
             (0 <= self.augment_strength <= 2, "augment_strength must be in [0, 2]"),
