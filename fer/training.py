@@ -12,7 +12,6 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import threading
 import time
@@ -445,7 +444,7 @@ def train(
     if cfg.time_budget_s > 0:
         cfg = _budgeted(cfg, out, resume, policy, len(train_split), len(val_split), started)
     model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None)
-    state["command"] = command or os.environ.get("FER_TRAIN_COMMAND", "")
+    state["command"] = command
     cancelled = _fit(model, state, cfg, train_split, val_split, run_dir(out), listener, cancel)
     rdir = run_dir(out)
     if not (rdir / "best.keras").is_file():
