@@ -15,8 +15,8 @@ from app_helpers import REPO, app_env, class_zip, face_photo, noise_png, set_env
 from fer.labels import EMOTIONS
 from fer.modelfile import card_path, read_card
 from synth import make_split, write_csv
-from ui import registry
-from ui.jobs import MANAGER
+from fer.app_services import registry
+from fer.app_services.jobs import MANAGER
 
 TIMEOUT = 120
 

@@ -11,7 +11,7 @@ import numpy as np
 import scenes
 from fer.labels import EMOTIONS
 from synth import make_split, write_kaggle_folders
-from ui.jobs import JobManager, TrainRequest
+from fer.app_services.jobs import JobManager, TrainRequest
 
 THREADS = 8
 

@@ -192,7 +192,7 @@ def app_env_vars(tmp_path, model_path, monkeypatch):
     """The app on a copy of the small test model as its shipped default (as in test_app_pages)."""
     from app_helpers import app_env, set_env
     from fer.modelfile import card_path
-    from ui import registry
+    from fer.app_services import registry
 
     default = tmp_path / "models" / "fer_default.keras"
     default.parent.mkdir(parents=True)

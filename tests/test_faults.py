@@ -20,7 +20,7 @@ import pytest
 from app_helpers import REPO, app_env, face_photo, set_env
 from fer.modelfile import card_path, load_model, read_card
 from synth import make_split, write_csv
-from ui import registry
+from fer.app_services import registry
 
 TIMEOUT = 180
 WORKER_TIMEOUT = 600  # the worker runs at a lower priority: slow to start on a busy machine
@@ -56,7 +56,7 @@ def assert_all_intact(m: dict, extra: tuple[Path, ...] = ()) -> None:
 
 def start_training(root: Path):
     from fer.training import TrainConfig
-    from ui.jobs import JobManager, TrainRequest
+    from fer.app_services.jobs import JobManager, TrainRequest
 
     data = write_csv(root / "fer2013.csv", {"train": make_split(20, 1), "public_test": make_split(2, 2)})
     cfg = TrainConfig(arch="vgg", epochs=100, batch_size=16, augment=False, warmup_epochs=0)
@@ -162,7 +162,7 @@ def test_save_as_new_killed_before_rename(models):
     """"Save as new model" killed mid-save: nothing half-written is listed; the next save works."""
     script = f"""
     from pathlib import Path
-    from ui.registry import save_as_new
+    from fer.app_services.registry import save_as_new
     save_as_new(Path({str(models['default'])!r}), Path({str(models['dir'])!r}), Path({str(models['default'])!r}))
     """
     run_killed(script, "fer_app_v2.keras")

@@ -156,15 +156,18 @@ def test_pairing_and_interpolation():
 
 
 def test_ui_limits_from_secrets_and_env():
-    from ui import video as videos
+    from fer.app_services.settings import Settings
 
-    assert videos.limits({}, {}) == VideoLimits(max_mb=200, max_seconds=300)
-    assert videos.limits({"fer_max_video_mb": 5}, {"FER_MAX_VIDEO_MB": "9", "FER_MAX_VIDEO_SECONDS": "30"}) == \
+    def limits(secrets, env):
+        return Settings.load(secrets, env).video_limits
+
+    assert limits({}, {}) == VideoLimits(max_mb=200, max_seconds=300)
+    assert limits({"fer_max_video_mb": 5}, {"FER_MAX_VIDEO_MB": "9", "FER_MAX_VIDEO_SECONDS": "30"}) == \
         VideoLimits(max_mb=5, max_seconds=30)
     with pytest.raises(ValueError, match="FER_MAX_VIDEO_SECONDS must be positive"):
-        videos.limits({}, {"FER_MAX_VIDEO_SECONDS": "0"})
+        limits({}, {"FER_MAX_VIDEO_SECONDS": "0"})
     with pytest.raises(ValueError, match="FER_MAX_VIDEO_MB must be a number"):
-        videos.limits({}, {"FER_MAX_VIDEO_MB": "lots"})
+        limits({}, {"FER_MAX_VIDEO_MB": "lots"})
 
 
 def test_process_upload_leaves_no_files(recognizer, clip, tmp_path, monkeypatch):
@@ -201,7 +204,7 @@ def read_back_bytes(data: bytes, folder: Path) -> list[np.ndarray]:
 def page_env(tmp_path, model_path, monkeypatch):
     from app_helpers import app_env, set_env
     from fer.modelfile import card_path
-    from ui import registry
+    from fer.app_services import registry
 
     default = tmp_path / "models" / "fer_default.keras"
     default.parent.mkdir(parents=True)
