@@ -360,3 +360,22 @@ def test_reruns_leave_the_keras_state_alone(env):
     at.run()
     at.run()
     assert global_state.GLOBAL_STATE_TRACKER is tracker
+
+
+def test_the_keras_patch_finds_its_private_streamlit_hook():
+    """Fails when a Streamlit upgrade removes the function ui/patches.py replaces."""
+    from ui.patches import keep_keras_state
+
+    assert keep_keras_state()
+
+
+def test_the_app_says_so_when_the_keras_patch_has_nothing_to_patch(env, monkeypatch, caplog):
+    from streamlit.runtime.scriptrunner import script_runner
+
+    from ui.patches import NOT_PATCHED
+
+    monkeypatch.delattr(script_runner, "_clean_problem_modules")
+    at = app()
+    no_crash(at)
+    assert NOT_PATCHED in [w.value for w in at.warning]
+    assert NOT_PATCHED in caplog.text
