@@ -24,6 +24,7 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import scenes  # noqa: E402
+from fer.data import shared_data_dir  # noqa: E402
 from fer.faces import FER2013_LANDMARKS, crop_faces, detect_faces  # noqa: E402
 
 UP, PAD = 4, 48 * 4 // 2
@@ -111,7 +112,7 @@ def _title(text: str, width: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fer2013"),
+    parser.add_argument("--data", default=str(shared_data_dir() / "fer2013"),
                         help="FER2013 in the Kaggle folder layout (uses test/<emotion>/*.jpg)")
     parser.add_argument("--n", type=int, default=300, help="how many random test crops to measure")
     parser.add_argument("--picture", default=str(ROOT / "docs" / "framing.png"))

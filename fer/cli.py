@@ -9,7 +9,6 @@ import shlex
 import sys
 import warnings
 from dataclasses import fields
-from pathlib import Path
 
 from fer import cli_predict
 from fer.evaluate import TTA_MODES

@@ -11,7 +11,7 @@ import cv2
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_helpers import REPO, app_env, class_zip, face_photo, noise_png, set_env, write_fer_folder
+from app_helpers import REPO, class_zip, face_photo, noise_png, write_fer_folder
 from fer.labels import EMOTIONS
 from fer.modelfile import card_path, read_card
 from synth import make_split, write_csv
@@ -22,24 +22,15 @@ TIMEOUT = 120
 
 
 @pytest.fixture()
-def env(tmp_path, model_path, monkeypatch):
-    """A models folder holding a copy of the small test model as the shipped default; env vars set."""
-    model = model_path
-    default = tmp_path / "models" / "fer_default.keras"
-    default.parent.mkdir(parents=True)
-    default.write_bytes(model.read_bytes())
-    card_path(default).write_text(card_path(model).read_text())
-    values = app_env(tmp_path, default)
-    set_env(monkeypatch, values)
-    registry.ACTIVE.set(None)
+def env(app_with_model):
+    """A models folder holding a copy of the small test model as the shipped default; env vars set; no job."""
     assert MANAGER.wait(TIMEOUT)
     MANAGER.forget()
-    yield {"root": tmp_path, "default": default, "models": default.parent, **values}
+    yield app_with_model
     current = MANAGER.current()
     if current is not None:
         current.cancel()
         MANAGER.wait(TIMEOUT)
-    registry.ACTIVE.set(None)
 
 
 def app(page: str | None = None) -> AppTest:

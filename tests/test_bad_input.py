@@ -228,23 +228,7 @@ def test_cli_with_a_broken_model_is_one_line(tmp_path, model_path, capsys):
 # ---------------------------------------------------------------- the Analyze page
 
 
-@pytest.fixture()
-def app_env(tmp_path, model_path, monkeypatch):
-    from app_helpers import app_env as make_env, set_env
-    from fer.modelfile import card_path
-    from fer.app_services import registry
-
-    default = tmp_path / "models" / "fer_default.keras"
-    default.parent.mkdir(parents=True)
-    default.write_bytes(model_path.read_bytes())
-    card_path(default).write_text(card_path(model_path).read_text())
-    set_env(monkeypatch, make_env(tmp_path, default))
-    registry.ACTIVE.set(None)
-    yield default
-    registry.ACTIVE.set(None)
-
-
-def test_analyze_page_with_the_corpus(app_env, images):
+def test_analyze_page_with_the_corpus(app_with_model, images):
     """All files in one upload: one st.error per bad file, the good ones analysed and tabulated."""
     from streamlit.testing.v1 import AppTest
 
