@@ -9,10 +9,14 @@ import shlex
 import sys
 import warnings
 from dataclasses import fields
+from typing import TYPE_CHECKING
 
 from fer import cli_predict
 from fer.evaluate import TTA_MODES
 from fer.labels import SPLITS
+
+if TYPE_CHECKING:
+    from fer.training import TrainConfig
 
 
 def add_config_arguments(p: argparse.ArgumentParser) -> None:
@@ -21,17 +25,19 @@ def add_config_arguments(p: argparse.ArgumentParser) -> None:
 
     types = {"int": int, "float": float, "str": str}
     for f in fields(TrainConfig):
-        flag, meta = f.metadata.get("flag", "--" + f.name.replace("_", "-")), dict(f.metadata)
-        kw = {"dest": f.name, "help": meta.get("help") or None}
-        if f.type == "bool":
+        kind = getattr(f.type, "__name__", f.type)  # "int" whether or not annotations are postponed
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        kw = {"dest": f.name, "help": f.metadata.get("help") or None}
+        if kind == "bool":
             kw["action"] = "store_false" if f.default else "store_true"
             flag = "--no-" + flag[2:] if f.default else flag
         else:
-            kw.update(type=types[f.type], default=f.default, choices=CHOICES.get(f.name), metavar=meta.get("metavar"))
+            kw.update(type=types[kind], default=f.default, choices=CHOICES.get(f.name),
+                      metavar=f.metadata.get("metavar"))
         p.add_argument(flag, **kw)
 
 
-def config_from_args(args: argparse.Namespace):
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     """The :class:`fer.training.TrainConfig` that :func:`add_config_arguments`' flags describe."""
     from fer.training import TrainConfig
 
