@@ -3,7 +3,8 @@
 Every value is looked up first in the Streamlit secrets (``.streamlit/secrets.toml``), then in the
 environment, then falls back to a default; see ``docs/app.md`` for the list. This module does not
 import Streamlit: :func:`ui.state.settings` passes the secrets in. It is the one place that reads
-the app's ``FER_*`` settings; the core reads only ``FER_CACHE_DIR`` (:mod:`fer.data`).
+the app's ``FER_*`` settings; the core reads only ``FER_CACHE_DIR`` and, for the developers' tools,
+``FER_SHARED_DATA`` (:mod:`fer.data`).
 """
 
 from __future__ import annotations
