@@ -1,5 +1,7 @@
 """Streamlit front door: ``streamlit run app.py`` (see docs/app.md)."""
 
+import logging
+
 from ui.native import preload_webrtc
 
 preload_webrtc()  # before anything loads TensorFlow: see ui/native.py
@@ -7,11 +9,14 @@ preload_webrtc()  # before anything loads TensorFlow: see ui/native.py
 import streamlit as st  # noqa: E402
 
 from ui import state  # noqa: E402
-from ui.patches import keep_keras_state  # noqa: E402
+from ui.patches import NOT_PATCHED, keep_keras_state  # noqa: E402
 
-keep_keras_state()  # no keras.backend.clear_session() after each run: see ui/patches.py
+keras_kept = keep_keras_state()  # no keras.backend.clear_session() after each run: see ui/patches.py
 
 st.set_page_config(page_title="FER: facial expressions", page_icon=":material/sentiment_satisfied:", layout="wide")
+if not keras_kept:  # a Streamlit upgrade removed the private hook: say so on every page and in the log
+    logging.getLogger("fer.app").error(NOT_PATCHED)
+    st.warning(NOT_PATCHED, icon=":material/warning:")
 
 pages = [
     st.Page("app_pages/home.py", title="Home", icon=":material/home:", default=True),

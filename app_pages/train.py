@@ -8,17 +8,20 @@ import time
 
 import streamlit as st
 
-from fer.model import ARCHITECTURES, DEFAULT_ARCH
+from fer.app_services import registry
+from fer.app_services.archive import UnsafeArchive
+from fer.app_services.jobs import MANAGER, JobBusy, TrainRequest, stage_upload
+from fer.model import ARCHITECTURES
 from fer.training import TrainConfig
-from ui import charts, registry, state, widgets
-from ui.archive import UnsafeArchive
-from ui.jobs import MANAGER, JobBusy, TrainRequest, stage_upload
+from ui import charts, state, widgets
 
 SOURCES = {
     "folder": "FER2013 folder on the server",
     "csv": "Upload fer2013.csv",
     "zip": "Upload a zip of class folders",
 }
+DEFAULTS = TrainConfig()  # the page's starting values are the command line's (python -m fer train)
+BATCH_SIZES = sorted({16, 32, 64, 128, 256, DEFAULTS.batch_size})
 
 st.title("Train a model")
 cfg = state.settings()
@@ -86,15 +89,15 @@ if finetune_card is not None and finetune_card.architecture in archs:
     arch = c2.selectbox("Architecture", archs, index=archs.index(finetune_card.architecture), disabled=True,
                         key="train_arch_ft", help="Fine-tuning keeps the active model's architecture.")
 else:
-    arch = c2.selectbox("Architecture", archs, index=archs.index(DEFAULT_ARCH), key="train_arch",
+    arch = c2.selectbox("Architecture", archs, index=archs.index(DEFAULTS.arch), key="train_arch",
                         format_func=lambda a: f"{a}: {ARCHITECTURES[a][1]}")
 c3, c4, c5, c6 = st.columns(4)
 epochs = c3.number_input("Epochs", min_value=1, max_value=200, value=2, step=1, key="train_epochs",
                          help="A full FER2013 run needs about 30-40 epochs (hours on a CPU).")
-batch_size = c4.selectbox("Batch size", [16, 32, 64, 128, 256], index=2, key="train_batch")
-lr = c5.number_input("Learning rate", min_value=1e-5, max_value=1.0, value=2e-3, step=1e-4, format="%.5f",
+batch_size = c4.selectbox("Batch size", BATCH_SIZES, index=BATCH_SIZES.index(DEFAULTS.batch_size), key="train_batch")
+lr = c5.number_input("Learning rate", min_value=1e-5, max_value=1.0, value=DEFAULTS.lr, step=1e-4, format="%.5f",
                      key="train_lr", help="Peak of the warm-up + cosine schedule; about 3e-4 for fine-tuning.")
-augment = c6.toggle("Augmentation", value=True, key="train_augment",
+augment = c6.toggle("Augmentation", value=DEFAULTS.augment, key="train_augment",
                     help="Random flips, rotations, zoom, lighting, blur and occlusion while training.")
 q1, q2 = st.columns([1, 3])
 quick = q1.toggle("Quick run", value=True, key="train_quick",

@@ -15,7 +15,7 @@ sel = state.selection()
 
 
 try:
-    limits = videos.limits(state.secrets())
+    limits = state.settings().video_limits
 except ValueError as exc:
     st.error(f"Configuration error: {exc}")
     st.stop()

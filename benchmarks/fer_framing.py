@@ -5,7 +5,7 @@
 1. Runs the face detector (CenterFace with refinement, and Haar) on ``--n`` random FER2013 test
    crops, each enlarged 4x with a 48 px grey border (a detector needs some context), and prints
    the median landmark positions and boxes in 48x48 units: the numbers behind
-   ``fer.faces.FER_LANDMARKS`` and ``fer.faces.FER_BOXES``.
+   ``fer.faces.FER2013_LANDMARKS`` and ``fer.faces.FER2013_BOXES``.
 2. Writes a picture: a row of FER2013 crops, then crops the pipeline makes from the photographs
    in tests/data, plain and made harder (small, tilted, dim, mirrored, turned).
 """
@@ -24,7 +24,8 @@ import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import scenes  # noqa: E402
-from fer.faces import FER_LANDMARKS, crop_faces, detect_faces  # noqa: E402
+from fer.data import shared_data_dir  # noqa: E402
+from fer.faces import FER2013_LANDMARKS, crop_faces, detect_faces  # noqa: E402
 
 UP, PAD = 4, 48 * 4 // 2
 
@@ -60,7 +61,7 @@ def measure(files: list[Path]) -> None:
     for k, name in enumerate(names):
         med, iqr = np.median(marks[:, k], 0), np.subtract(*np.percentile(marks[:, k], [75, 25], 0))
         print(f"  {name:11s} median ({med[0]:5.2f}, {med[1]:5.2f})  IQR ({iqr[0]:.1f}, {iqr[1]:.1f})"
-              f"  fer.faces template ({FER_LANDMARKS[k, 0]:5.2f}, {FER_LANDMARKS[k, 1]:5.2f})")
+              f"  fer.faces template ({FER2013_LANDMARKS[k, 0]:5.2f}, {FER2013_LANDMARKS[k, 1]:5.2f})")
     med = np.median(marks, 0)
     mirrored = (med + np.array([[48, 0]]) - med[[1, 0, 2, 4, 3]] * np.array([[1, -1]])) / 2  # average with mirror image
     print(f"  symmetric template: {np.round(mirrored, 2).tolist()}")
@@ -111,7 +112,7 @@ def _title(text: str, width: int) -> np.ndarray:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "fer2013"),
+    parser.add_argument("--data", default=str(shared_data_dir() / "fer2013"),
                         help="FER2013 in the Kaggle folder layout (uses test/<emotion>/*.jpg)")
     parser.add_argument("--n", type=int, default=300, help="how many random test crops to measure")
     parser.add_argument("--picture", default=str(ROOT / "docs" / "framing.png"))

@@ -27,17 +27,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -46,6 +43,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
 import cv2  # noqa: E402
 import numpy as np  # noqa: E402
+
+from streamlit_server import app_command, streamlit_server, wait_healthy  # noqa: E402
 
 CHROMIUM = os.environ.get("FER_CHROMIUM", "/usr/bin/chromium")
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -89,29 +88,8 @@ def percentile(values: list[float], q: float) -> float | None:
 # ---------------------------------------------------------------- the server under test
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen | None, log: Path | None, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return
-        except OSError:
-            pass
-        if proc is not None and proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    tail = log.read_text(errors="replace")[-3000:] if log and log.exists() else ""
-    raise RuntimeError(f"the app at {url} did not become healthy: {tail}")
-
-
-def start_server(root: Path, model: Path, port: int) -> tuple[subprocess.Popen, Path]:
-    """``streamlit run app.py`` on 127.0.0.1:port, with a generated dataset as its data folder."""
+def server_env(root: Path, model: Path) -> dict[str, str]:
+    """The app's environment for the test: ``model`` as the default, a generated dataset as its data folder."""
     from synth import make_split, write_kaggle_folders
 
     data = write_kaggle_folders(root / "data", {"train": make_split(30, 1), "public_test": make_split(4, 2)})
@@ -120,23 +98,7 @@ def start_server(root: Path, model: Path, port: int) -> tuple[subprocess.Popen, 
            "FER_ICE_SERVERS": "[]", "TF_CPP_MIN_LOG_LEVEL": "2"}
     env.pop("FER_ADMIN_TOKEN", None)
     env.pop("FER_TRAINING", None)
-    log = root / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
-             "--server.address", "127.0.0.1", "--server.headless", "true"],
-            cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    return proc, log
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    return env
 
 
 # ---------------------------------------------------------------- inputs
@@ -357,22 +319,18 @@ def main(argv: list[str] | None = None) -> int:
     if not Path(CHROMIUM).is_file():
         ap.error(f"no Chromium at {CHROMIUM}: apt-get install chromium, or set FER_CHROMIUM")
     root = Path(tempfile.mkdtemp(prefix="fer-load-"))
-    proc = None
     try:
         photos = photo_copies(args.photo, root / "photos", 1 + args.baseline_uploads + args.uploads * args.sessions)
         video = write_y4m(root / "face.y4m", cv2.imread(str(args.photo)))
-        url = args.url.rstrip("/") if args.url else None
-        if url is None:
-            port = free_port()
-            proc, log = start_server(root, args.model, port)
-            url = f"http://127.0.0.1:{port}"
-            wait_healthy(url, proc, log)
-        else:
-            wait_healthy(url, None, None, 30)
-        report = asyncio.run(load_test(args, url, photos, video))
+        with contextlib.ExitStack() as stack:
+            if args.url:
+                url = args.url.rstrip("/")
+                wait_healthy(url, timeout=30)
+            else:
+                url = stack.enter_context(streamlit_server(app_command(), cwd=ROOT, env=server_env(root, args.model),
+                                                           log=root / "server.log"))
+            report = asyncio.run(load_test(args, url, photos, video))
     finally:
-        if proc is not None:
-            stop_server(proc)
         shutil.rmtree(root, ignore_errors=True)
     print_report(report)
     if args.json:

@@ -74,7 +74,7 @@ def naive(rec, src: Path, out: Path) -> tuple[float, list[list]]:
 
     from fer.draw import draw
     from fer.inference import FaceTracker
-    from fer.video import _Writer
+    from fer.video import VideoWriter
 
     cap, tracker, writer, rows, n = cv2.VideoCapture(str(src)), FaceTracker(), None, [], 0
     fps = cap.get(cv2.CAP_PROP_FPS)
@@ -84,7 +84,7 @@ def naive(rec, src: Path, out: Path) -> tuple[float, list[list]]:
         if not ok:
             break
         faces = tracker.update(rec.analyze(frame))
-        writer = writer or _Writer(out, fps, frame.shape)
+        writer = writer or VideoWriter(out, fps, frame.shape)
         writer.write(draw(frame, faces))
         rows += [[n, None, f.track_id, *f.box, f.emotion] for f in faces]
         n += 1

@@ -12,6 +12,20 @@ from pathlib import Path
 
 import numpy as np
 
+from fer.batchnorm import recompute_batchnorm
+from fer.training import (
+    TrainConfig,
+    build_for,
+    epoch_checkpoint,
+    final_metrics,
+    make_card,
+    prior_correction,
+    read_state,
+    run_dir,
+    train_val_splits,
+    weights_for,
+)
+
 
 def _load_checkpoint(path: str | Path):
     import keras
@@ -46,54 +60,8 @@ def mean_weights(paths: list[str | Path]) -> dict[str, np.ndarray]:
     return {key: (value / len(paths)).astype(np.float32) for key, value in sums.items()}
 
 
-def batchnorm_layers(model) -> list:
-    """Every BatchNormalization layer of ``model``, nested sub-models included."""
-    import keras
-
-    found = []
-    for layer in model.layers:
-        if isinstance(layer, keras.layers.BatchNormalization):
-            found.append(layer)
-        elif isinstance(layer, keras.Model):
-            found.extend(batchnorm_layers(layer))
-    return found
-
-
-def recompute_batchnorm(model, x: np.ndarray, batch_size: int = 256) -> int:
-    """Set every BatchNormalization's moving statistics to their mean over ``x``, as in training.
-
-    ``x`` is uint8 faces (n, 48, 48) or (n, 48, 48, 1). The forward passes run in training mode,
-    so the statistics see the same in-model augmentation and dropout as during training; each
-    batch is weighted equally (a cumulative mean, not an exponential one). Returns the number of
-    batches used.
-    """
-    layers = batchnorm_layers(model)
-    if not layers:
-        return 0
-    x = np.asarray(x)
-    x = x[..., None] if x.ndim == 3 else x
-    if len(x) < batch_size:
-        raise ValueError(f"recomputing BatchNorm statistics needs at least {batch_size} images, got {len(x)}")
-    saved = [layer.momentum for layer in layers]
-    for layer in layers:
-        layer.moving_mean.assign(np.zeros(layer.moving_mean.shape, "float32"))
-        layer.moving_variance.assign(np.ones(layer.moving_variance.shape, "float32"))
-    n_batches = len(x) // batch_size
-    try:
-        for k in range(n_batches):
-            for layer in layers:
-                layer.momentum = k / (k + 1)  # new = old * k/(k+1) + batch / (k+1): the running mean
-            model(x[k * batch_size : (k + 1) * batch_size].astype(np.float32), training=True)
-    finally:
-        for layer, momentum in zip(layers, saved):
-            layer.momentum = momentum
-    return n_batches
-
-
 def run_checkpoints(out: str | Path, first_epoch: int) -> tuple[list[Path], dict]:
     """The kept epoch checkpoints of the run that writes ``out``, from ``first_epoch`` on, and its state."""
-    from fer.training import epoch_checkpoint, read_state, run_dir
-
     state = read_state(out)
     if state is None:
         raise ValueError(f"no training run found for {out} (no {run_dir(out) / 'state.json'}); "
@@ -122,15 +90,6 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
     import keras
 
     from fer.modelfile import save_model
-    from fer.training import (
-        TrainConfig,
-        _build,
-        _final_metrics,
-        _make_card,
-        _weights_for,
-        prior_correction,
-        train_val_splits,
-    )
 
     dest = Path(dest)
     if dest.suffix != ".keras":
@@ -140,16 +99,16 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
     train_split, val_split, val_name = train_val_splits(data, cfg)
     seed = int(state.get("seed") or 0)
     keras.utils.set_random_seed(seed)  # the dropout masks of the BatchNorm passes: same command, same model
-    model = _build(cfg, "float32", seed)
-    model.set_weights(_weights_for(model, mean_weights(paths)))
+    model = build_for(cfg, "float32", seed)
+    model.set_weights(weights_for(model, mean_weights(paths)))
     order = np.random.default_rng(seed).permutation(len(train_split.x))
     batch_size = min(batch_size, len(order))
     batches = recompute_batchnorm(model, train_split.x[order], batch_size)
-    card = _make_card(state, cfg, data, val_name)
+    card = make_card(state, cfg, data, val_name)
     card.best_epoch = 0
     card.averaged = {"first_epoch": first_epoch, "last_epoch": int(state["epoch"]), "checkpoints": len(paths),
                      "batchnorm_images": batches * batch_size, "command": command,
                      "best_single_epoch": {"epoch": state["best_epoch"], "accuracy": state["best_score"]}}
-    card.metrics = _final_metrics(model, data, val_name, val_split)
+    card.metrics = final_metrics(model, data, val_name, val_split)
     card.prior, card.tau = prior_correction(model, train_split, val_split)
     return save_model(model, dest, card), card

@@ -8,52 +8,52 @@ import os
 import shlex
 import sys
 import warnings
+from dataclasses import fields
+from typing import TYPE_CHECKING
 
+from fer import cli_predict
 from fer.cli_predict import add_tta_option
 from fer.labels import SPLITS
 from fer.profiles import DEFAULT_PROFILE, PROFILES
 
-
-def _add_train(sub) -> None:
+if TYPE_CHECKING:
     from fer.training import TrainConfig
 
-    d = TrainConfig()
+
+def add_config_arguments(p: argparse.ArgumentParser) -> None:
+    """One flag per :class:`fer.training.TrainConfig` field: its default, type, help and allowed values."""
+    from fer.training import CHOICES, TrainConfig
+
+    types = {"int": int, "float": float, "str": str}
+    for f in fields(TrainConfig):
+        kind = getattr(f.type, "__name__", f.type)  # "int" whether or not annotations are postponed
+        flag = f.metadata.get("flag", "--" + f.name.replace("_", "-"))
+        kw = {"dest": f.name, "help": f.metadata.get("help") or None}
+        if kind == "bool":
+            kw["action"] = "store_false" if f.default else "store_true"
+            flag = "--no-" + flag[2:] if f.default else flag
+        else:
+            kw.update(type=types[kind], default=f.default, choices=CHOICES.get(f.name),
+                      metavar=f.metadata.get("metavar"))
+        p.add_argument(flag, **kw)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """The :class:`fer.training.TrainConfig` that :func:`add_config_arguments`' flags describe."""
+    from fer.training import TrainConfig
+
+    return TrainConfig(**{f.name: getattr(args, f.name) for f in fields(TrainConfig)})
+
+
+def _add_train(sub) -> None:
     p = sub.add_parser("train", help="train a model on a dataset (resumable)")
     p.add_argument("--data", required=True, help="fer2013.csv, a Kaggle train/test folder or a class-folder tree")
-    p.add_argument("--arch", default=d.arch, help=f"architecture (default {d.arch}; see --list-archs)")
-    p.add_argument("--epochs", type=int, default=d.epochs,
-                   help=f"number of epochs (default {d.epochs}); with --time-budget, the most to run")
-    p.add_argument("--time-budget", type=float, default=0.0, metavar="SECONDS",
-                   help="time this machine's speed first, then train as many epochs as fit in SECONDS "
-                        "(the cosine schedule is fitted to them)")
-    p.add_argument("--patience", type=int, default=d.patience, metavar="EPOCHS",
-                   help="stop early once this many epochs in a row have not beaten the best validation "
-                        "accuracy (default 0: off)")
     p.add_argument("--out", required=True, help="output model path, e.g. models/mine.keras")
     p.add_argument("--resume", action="store_true", help="continue the interrupted run that writes --out")
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--optimizer", choices=("adamw", "sgd"), default=d.optimizer)
-    p.add_argument("--lr", type=float, default=d.lr, help="peak learning rate")
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", choices=("cosine", "onecycle", "constant"), default=d.schedule)
-    p.add_argument("--warmup-epochs", type=float, default=d.warmup_epochs)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--class-weights", action="store_true", help="weight classes by inverse frequency")
-    p.add_argument("--no-augment", action="store_true", help="train without the in-model augmentation")
-    p.add_argument("--augment-strength", type=float, default=d.augment_strength,
-                   help="scale every augmentation range (0 = none, 1 = default, up to 2)")
-    p.add_argument("--precision", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"), default="auto")
-    p.add_argument("--seed", type=int, default=d.seed,
-                   help="random seed (a fine-tuning run adds its stage number to it)")
+    add_config_arguments(p)
     p.add_argument("--init-model", help="fine-tune: start from this model's weights (same architecture)")
-    p.add_argument("--teacher", default=d.teacher, metavar="PROFILE|MODEL",
-                   help="distil: learn the soft targets of a shipped profile (photo: the ensemble with TTA) or of "
-                        "a .keras model (with flip TTA), computed once and cached in the run folder")
-    p.add_argument("--distill-weight", type=float, default=d.distill_weight,
-                   help=f"with --teacher: the teacher's share of each target (default {d.distill_weight})")
     p.add_argument("--skip-unknown", action="store_true", help="ignore unknown class folders / labels")
-    p.add_argument("--keep-checkpoints", action="store_true",
-                   help="keep every epoch's checkpoint in the run folder, for `python -m fer average`")
+    p.set_defaults(handler=cmd_train)
 
 
 def _add_average(sub) -> None:
@@ -63,6 +63,7 @@ def _add_average(sub) -> None:
     p.add_argument("--data", required=True, help="the run's dataset (BatchNorm statistics, evaluation)")
     p.add_argument("--out", required=True, help="output model path, e.g. models/mine_swa.keras")
     p.add_argument("--skip-unknown", action="store_true")
+    p.set_defaults(handler=cmd_average)
 
 
 def _add_evaluate(sub) -> None:
@@ -76,6 +77,7 @@ def _add_evaluate(sub) -> None:
     add_tta_option(p)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--skip-unknown", action="store_true")
+    p.set_defaults(handler=cmd_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -85,12 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_train(sub)
     _add_evaluate(sub)
     _add_average(sub)
-    try:
-        from fer import cli_predict
-    except ImportError:
-        cli_predict = None
-    if cli_predict is not None:
-        cli_predict.add_commands(sub)
+    cli_predict.add_commands(sub)
     return parser
 
 
@@ -122,16 +119,9 @@ class _Bar:
 
 def cmd_train(args) -> int:
     from fer.data import load_dataset
-    from fer.training import TrainConfig, train
+    from fer.training import train
 
-    cfg = TrainConfig(
-        arch=args.arch, epochs=args.epochs, batch_size=args.batch_size, optimizer=args.optimizer, lr=args.lr,
-        weight_decay=args.weight_decay, schedule=args.schedule, warmup_epochs=args.warmup_epochs,
-        label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=not args.no_augment,
-        augment_strength=args.augment_strength,
-        precision=args.precision, seed=args.seed, time_budget_s=args.time_budget,
-        keep_checkpoints=args.keep_checkpoints, patience=args.patience, teacher=args.teacher,
-        distill_weight=args.distill_weight)
+    cfg = config_from_args(args)
     cfg.validate()
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     command = "python -m fer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
@@ -211,7 +201,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     quiet_keras_import()
-    handler = {"train": cmd_train, "evaluate": cmd_evaluate, "average": cmd_average}.get(args.command) or args.handler
+    handler = args.handler
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"

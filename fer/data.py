@@ -149,6 +149,12 @@ def _cache_key(form: str, skip_unknown: bool, parts: list[str]) -> str:
     return h.hexdigest()[:32]
 
 
+def shared_data_dir() -> Path:
+    """Where the developers' datasets live (FER2013 in ``fer2013/``): ``$FER_SHARED_DATA``, by default
+    ``../shared/data`` beside the checkout. The tests, scripts and benchmarks that use FER2013 read it here."""
+    return Path(os.environ.get("FER_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
+
+
 def _cache_path(cache_dir: str | Path | None, key: str) -> Path:
     root = Path(cache_dir or os.environ.get("FER_CACHE_DIR") or Path.home() / ".cache" / "fer")
     return root / f"dataset-{key}.npz"

@@ -25,13 +25,13 @@ from fer.images import FACE_SIZE, to_bgr
 
 Point = tuple[float, float]
 
-FER_LANDMARKS = np.array(
+FER2013_LANDMARKS = np.array(
     [[14.85, 18.65], [33.15, 18.65], [24.0, 28.2], [16.8, 36.15], [31.2, 36.15]], np.float64)
 """Where FER2013 faces have their eyes, nose tip and mouth corners (48x48, continuous pixel units,
 image-left first): medians of the refined CenterFace landmarks on 294 of 300 FER2013 test crops,
 mirrored to be symmetric about the centre (``benchmarks/fer_framing.py``)."""
 
-FER_BOXES: dict[str, tuple[float, float, float, float]] = {
+FER2013_BOXES: dict[str, tuple[float, float, float, float]] = {
     "centerface": (4.5, 2.8, 44.4, 47.2),
     "haar": (0.5, 0.8, 47.0, 47.0),
 }
@@ -116,12 +116,12 @@ def face_transform(face: Face, size: int = FACE_SIZE, detector: str = "centerfac
     """The 2x3 affine matrix taking image pixel centres to ``size`` x ``size`` crop pixel centres.
 
     With landmarks: rotation that levels the eyes, then the least-squares scale and shift that
-    put the landmarks on :data:`FER_LANDMARKS`. Without: the detector's box onto its FER2013 box.
+    put the landmarks on :data:`FER2013_LANDMARKS`. Without: the detector's box onto its FER2013 box.
     """
     if face.landmarks is not None and len(face.landmarks) >= 2:
         m = _landmark_transform(np.asarray(face.landmarks, np.float64))
     else:
-        m = _box_transform(face.box, FER_BOXES.get(detector, FER_BOXES["centerface"]))
+        m = _box_transform(face.box, FER2013_BOXES.get(detector, FER2013_BOXES["centerface"]))
     m = m * (size / FACE_SIZE)
     # continuous coordinates -> pixel centres: x_pc = x_c - 0.5 on both sides
     m[:, 2] += m[:, :2].sum(axis=1) * 0.5 - 0.5
@@ -129,7 +129,7 @@ def face_transform(face: Face, size: int = FACE_SIZE, detector: str = "centerfac
 
 
 def _landmark_transform(points: np.ndarray) -> np.ndarray:
-    template = FER_LANDMARKS[: len(points)]
+    template = FER2013_LANDMARKS[: len(points)]
     (lx, ly), (rx, ry) = points[0], points[1]
     angle = np.arctan2(ry - ly, rx - lx)
     c, s = np.cos(-angle), np.sin(-angle)

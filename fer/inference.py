@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -167,10 +168,24 @@ class EmotionRecognizer:
         faces = self.detect(bgr, min_score, input_size=input_size)
         if not faces:
             return []
-        gray = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
-        crops = np.stack([align_crop(gray, f, FACE_SIZE, self.detector) for f in faces])
-        probs = self.classify(crops)
-        return [_result(f, c, p) for f, c, p in zip(faces, crops, probs)]
+        return self.classify_faces(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), faces)
+
+    def classify_faces(self, gray: np.ndarray, faces: list[Face]) -> list[FaceResult]:
+        """The second half of :meth:`analyze`: align and crop ``faces`` found in the uint8 ``gray``
+        image, classify them in one batch, and return their results in the same order."""
+        return self.classify_frames([(gray, faces)])[0]
+
+    def classify_frames(self, frames: Sequence[tuple[np.ndarray | None, list[Face]]]) -> list[list[FaceResult]]:
+        """:meth:`classify_faces` for several images (e.g. video frames) at once: every face of every
+        ``(gray, faces)`` pair goes through the model in a single call (``gray`` may be None when
+        ``faces`` is empty)."""
+        crops = [align_crop(gray, f, FACE_SIZE, self.detector) for gray, faces in frames for f in faces]
+        probs = self.classify(np.stack(crops)) if crops else np.zeros((0, NUM_CLASSES), np.float32)
+        out, k = [], 0
+        for _, faces in frames:
+            out.append([_result(f, crops[k + i], probs[k + i]) for i, f in enumerate(faces)])
+            k += len(faces)
+        return out
 
     def analyze_file(self, source: str | Path | bytes, min_score: float | None = None,
                      input_size: int | None = None) -> list[FaceResult]:

@@ -116,12 +116,13 @@ def card_path(model_path: str | Path) -> Path:
 def hardware_description() -> str:
     import keras
 
-    gpus = _gpu_names()
+    gpus = gpu_names()
     where = ", ".join(gpus) if gpus else f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
     return f"{where}; Keras {keras.__version__} on {keras.backend.backend()}"
 
 
-def _gpu_names() -> list[str]:
+def gpu_names() -> list[str]:
+    """The GPUs Keras' backend sees (empty on CPU-only machines, or when probing fails)."""
     import keras
 
     try:

@@ -12,11 +12,10 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import shutil
 import threading
 import time
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Protocol
 
@@ -26,32 +25,56 @@ from fer.data import Dataset, Split
 from fer.labels import NUM_CLASSES
 from fer.modelfile import ModelCard, atomic_write_bytes, hardware_description, save_model
 
+OPTIMIZERS = ("adamw", "sgd")
+SCHEDULES = ("cosine", "onecycle", "constant")
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+CHOICES = {"optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
+"""The allowed values of the TrainConfig fields that have a fixed list (the CLI and the Train page read them)."""
+
+
+def _option(default, help: str = "", **cli):
+    """A TrainConfig field with its command-line help; ``cli`` may set the ``flag`` and ``metavar``.
+
+    A bool that defaults to True becomes a ``--no-...`` flag, so its help says what turning it off does.
+    """
+    return field(default=default, metadata={"help": help, **cli})
+
 
 @dataclass
 class TrainConfig:
-    """Everything that defines a training run; saved in the run state and the model card."""
+    """Everything that defines a training run; saved in the run state and the model card.
 
-    arch: str = "vgg"
-    epochs: int = 40
-    batch_size: int = 64
-    optimizer: str = "adamw"  # adamw | sgd
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    momentum: float = 0.9
-    schedule: str = "cosine"  # cosine | onecycle | constant
-    warmup_epochs: float = 2.0
-    label_smoothing: float = 0.1
-    class_weights: bool = False
-    augment: bool = True
-    augment_strength: float = 1.0
-    precision: str = "auto"  # auto | float32 | mixed_bfloat16 | mixed_float16
-    seed: int = 0  # with an init_model, the run uses seed + its stage number (see run_seed)
-    val_fraction: float = 0.1
-    time_budget_s: float = 0.0  # > 0: measure this machine's speed, then fit as many epochs (up to `epochs`) as fit
-    keep_checkpoints: bool = False  # also keep every epoch's checkpoint (run dir, epoch_NNN.keras) for averaging
-    patience: int = 0  # > 0: stop once this many epochs in a row have not beaten the best validation score
-    teacher: str = ""  # distil: "photo"/"live" (a shipped profile) or a .keras model whose soft targets to learn
-    distill_weight: float = 0.7  # with a teacher: target = weight * teacher's probabilities + (1 - weight) * label
+    The fields are the one list of training options: ``python -m fer train`` makes a flag of each
+    (see :func:`fer.cli.add_config_arguments`), with the help text in its metadata.
+    """
+
+    arch: str = _option("vgg", "architecture (default %(default)s; a wrong name lists the choices)")
+    epochs: int = _option(40, "number of epochs (default %(default)s); with --time-budget, the most to run")
+    batch_size: int = _option(64)
+    optimizer: str = _option("adamw")
+    lr: float = _option(2e-3, "peak learning rate")
+    weight_decay: float = _option(0.05)
+    momentum: float = _option(0.9, "SGD momentum")
+    schedule: str = _option("cosine")
+    warmup_epochs: float = _option(2.0)
+    label_smoothing: float = _option(0.1)
+    class_weights: bool = _option(False, "weight classes by inverse frequency")
+    augment: bool = _option(True, "train without the in-model augmentation")
+    augment_strength: float = _option(1.0, "scale every augmentation range (0 = none, 1 = default, up to 2)")
+    precision: str = _option("auto")
+    seed: int = _option(0, "random seed (a fine-tuning run adds its stage number to it)")  # see run_seed
+    val_fraction: float = _option(0.1, "share of train carved out for selection when the data has no public_test")
+    time_budget_s: float = _option(0.0, "time this machine's speed first, then train as many epochs as fit in "
+                                   "SECONDS (the cosine schedule is fitted to them)",
+                                   flag="--time-budget", metavar="SECONDS")
+    keep_checkpoints: bool = _option(False, "keep every epoch's checkpoint in the run folder, for "
+                                     "`python -m fer average`")  # epoch_NNN.keras in the run dir
+    patience: int = _option(0, "stop early once this many epochs in a row have not beaten the best validation "
+                            "accuracy (default 0: off)", metavar="EPOCHS")
+    teacher: str = _option("", "distil: learn the soft targets of a shipped profile (photo: the ensemble with TTA) "
+                           "or of a .keras model (with flip TTA), computed once and cached in the run folder",
+                           metavar="PROFILE|MODEL")
+    distill_weight: float = _option(0.7, "with --teacher: the teacher's share of each target (default %(default)s)")
 
     def validate(self) -> None:
         from fer.model import ARCHITECTURES
@@ -60,11 +83,11 @@ class TrainConfig:
             (self.arch in ARCHITECTURES, f"arch must be one of {', '.join(ARCHITECTURES)}"),
             (self.epochs >= 1, "epochs must be at least 1"),
             (1 <= self.batch_size <= 4096, "batch_size must be between 1 and 4096"),
-            (self.optimizer in ("adamw", "sgd"), "optimizer must be 'adamw' or 'sgd'"),
+            (self.optimizer in OPTIMIZERS, "optimizer must be 'adamw' or 'sgd'"),
             (0 < self.lr <= 10, "lr must be in (0, 10]"),
-            (self.schedule in ("cosine", "onecycle", "constant"), "schedule must be cosine, onecycle or constant"),
+            (self.schedule in SCHEDULES, "schedule must be cosine, onecycle or constant"),
             (0 <= self.label_smoothing < 1, "label_smoothing must be in [0, 1)"),
-            (self.precision in ("auto", "float32", "mixed_bfloat16", "mixed_float16"),
+            (self.precision in PRECISIONS,
              "precision must be auto, float32, mixed_bfloat16 or mixed_float16"),
             (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
             (0 <= self.augment_strength <= 2, "augment_strength must be in [0, 2]"),
@@ -118,9 +141,9 @@ def resolve_precision(requested: str = "auto") -> str:
     """Pick the Keras dtype policy: bf16 on GPUs and on AMX/AVX512-BF16 CPUs, else float32."""
     if requested != "auto":
         return requested
-    from fer.modelfile import _gpu_names
+    from fer.modelfile import gpu_names
 
-    return "mixed_bfloat16" if _gpu_names() or cpu_has_bf16() else "float32"
+    return "mixed_bfloat16" if gpu_names() or cpu_has_bf16() else "float32"
 
 
 @contextlib.contextmanager
@@ -136,7 +159,7 @@ def dtype_policy(policy: str):
         keras.mixed_precision.set_global_policy(old)
 
 
-def _build(cfg: TrainConfig, policy: str, seed: int | None = None):
+def build_for(cfg: TrainConfig, policy: str, seed: int | None = None):
     """A fresh model of ``cfg``'s architecture and augmentation, built under dtype ``policy``."""
     import fer.model
 
@@ -293,7 +316,7 @@ def _precise_batchnorm_callback(model, x: np.ndarray, steps: int, batch_size: in
     """
     import keras
 
-    from fer.averaging import batchnorm_layers, recompute_batchnorm
+    from fer.batchnorm import batchnorm_layers, recompute_batchnorm
 
     layers = batchnorm_layers(model)
     if not layers or steps >= round(1.0 / (1.0 - max(layer.momentum for layer in layers))):
@@ -375,12 +398,12 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
     rdir.mkdir(parents=True)
     seed = run_seed(cfg, init_model)
     keras.utils.set_random_seed(seed)
-    model = _build(cfg, policy, seed)
+    model = build_for(cfg, policy, seed)
     if init_model:
         from fer.modelfile import load_model
 
         src, _ = load_model(init_model)
-        model.set_weights(_weights_for(model, src))
+        model.set_weights(weights_for(model, src))
     compile_model(model, cfg, steps=steps)
     state = {"config": asdict(cfg), "epoch": 0, "steps": steps, "history": [], "best_score": -math.inf,
              "best_epoch": 0, "elapsed_s": 0.0, "precision": policy, "init_model": init_model, "seed": seed,
@@ -400,7 +423,7 @@ def run_seed(cfg: TrainConfig, init_model: str | None) -> int:
     return cfg.seed + max(1, len(_base_stages(init_model)))
 
 
-def _weights_for(model, src) -> list:
+def weights_for(model, src) -> list:
     """Weights of ``src`` (a model, or weight path -> array) for ``model``, in ``set_weights`` order.
 
     Same architecture required; the augmentation's RNG state may differ and keeps ``model``'s own.
@@ -424,8 +447,8 @@ def export_model(best_path: Path, cfg: TrainConfig, out: Path, card: ModelCard) 
     import keras
 
     best = keras.saving.load_model(best_path, compile=False, safe_mode=True)
-    clean = _build(cfg, "float32")
-    clean.set_weights(_weights_for(clean, best))
+    clean = build_for(cfg, "float32")
+    clean.set_weights(weights_for(clean, best))
     return save_model(clean, out, card)
 
 
@@ -456,14 +479,14 @@ def train(
     if cfg.time_budget_s > 0:
         cfg = _budgeted(cfg, out, resume, policy, len(train_split), len(val_split), started)
     model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None)
-    state["command"] = command or os.environ.get("FER_TRAIN_COMMAND", "")
+    state["command"] = command
     cancelled = _fit(model, state, cfg, train_split, val_split, run_dir(out), listener, cancel)
     rdir = run_dir(out)
     if not (rdir / "best.keras").is_file():
         raise TrainingCancelled("training stopped before the first epoch finished; nothing to save")
-    card = _make_card(state, cfg, data, val_name)
+    card = make_card(state, cfg, data, val_name)
     best = _load_best(rdir)
-    card.metrics = _final_metrics(best, data, val_name, val_split)
+    card.metrics = final_metrics(best, data, val_name, val_split)
     card.prior, card.tau = prior_correction(best, train_split, val_split)
     path = export_model(rdir / "best.keras", cfg, out, card)
     return TrainResult(path, card, cancelled)
@@ -490,7 +513,7 @@ def measure_epoch_seconds(cfg: TrainConfig, policy: str, n_train: int, n_val: in
     """
     import tempfile
 
-    probe = _build(cfg, policy)
+    probe = build_for(cfg, policy)
     compile_model(probe, cfg, steps=max(1, math.ceil(n_train / cfg.batch_size)))
     rng = np.random.default_rng(cfg.seed)
     x = rng.uniform(0, 255, (cfg.batch_size, 48, 48, 1)).astype(np.float32)
@@ -547,7 +570,8 @@ def _load_best(rdir: Path):
     return keras.saving.load_model(rdir / "best.keras", compile=False, safe_mode=True)
 
 
-def _final_metrics(model, data: Dataset, val_name: str, val_split: Split) -> dict:
+def final_metrics(model, data: Dataset, val_name: str, val_split: Split) -> dict:
+    """The metrics a model card records: on the selection split, plus flip TTA when that is public_test."""
     from fer.evaluate import evaluate
 
     metrics = {val_name: evaluate(model, val_split)}
@@ -570,7 +594,8 @@ def prior_correction(model, train_split: Split, val_split: Split) -> tuple[list[
     return [round(float(p), 6) for p in prior], tau
 
 
-def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str) -> ModelCard:
+def make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str) -> ModelCard:
+    """The model card of a run (its ``state``), without metrics: the caller evaluates and sets them."""
     return ModelCard(
         architecture=cfg.arch,
         config={**asdict(cfg), "selection_split": val_name, "init_model": state.get("init_model")},

@@ -229,7 +229,7 @@ def _run(recognizer, source, out, result: VideoResult, limits: VideoLimits, ever
         for batch in _batches(keyed):
             for (frame, _, _), faces in zip(batch, _classify(recognizer, batch)):
                 if writer is None and out is not None:
-                    writer, result.output = _Writer(out, result.fps, frame.shape), Path(out)
+                    writer, result.output = VideoWriter(out, result.fps, frame.shape), Path(out)
                 _emit(result, tracker.update(faces), frame, writer)
             if progress is not None:
                 progress(result.frames, result.info.frames)
@@ -357,20 +357,8 @@ def _classify(recognizer, batch: list[Keyed]) -> list[list]:
     """The FaceResults of every frame of ``batch``, all faces through the model in one call."""
     import cv2
 
-    from fer.faces import align_crop
-    from fer.images import FACE_SIZE
-    from fer.inference import _result
-
-    crops = []
-    for frame, faces, _ in batch:
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if faces else None
-        crops += [align_crop(gray, f, FACE_SIZE, recognizer.detector) for f in faces]
-    probs = recognizer.classify(np.stack(crops)) if crops else np.zeros((0, len(EMOTIONS)), np.float32)
-    out, k = [], 0
-    for _, faces, _ in batch:
-        out.append([_result(f, crops[k + i], probs[k + i]) for i, f in enumerate(faces)])
-        k += len(faces)
-    return out
+    frames = [(cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY) if faces else None, faces) for frame, faces, _ in batch]
+    return recognizer.classify_frames(frames)
 
 
 # ---------------------------------------------------------------- writing
@@ -382,7 +370,7 @@ def check_output_name(path: str | Path | None) -> None:
         raise ValueError(f"cannot write {Path(path).name}: use a name ending in {' or '.join(OUTPUT_CODECS)}")
 
 
-class _Writer:
+class VideoWriter:
     """H.264/MP4 or VP8/WebM: raw BGR frames piped to imageio-ffmpeg's ffmpeg; even frame sizes."""
 
     def __init__(self, path: str | Path, fps: float, shape: tuple[int, ...]) -> None:
@@ -426,7 +414,7 @@ def write_video(path: str | Path, frames, fps: float) -> Path:
     writer = None
     try:
         for frame in frames:
-            writer = writer or _Writer(path, fps, frame.shape)
+            writer = writer or VideoWriter(path, fps, frame.shape)
             writer.write(frame)
     finally:
         if writer is not None:

@@ -22,9 +22,11 @@ sys.path.insert(0, str(REPO))
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fer.data import shared_data_dir
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=REPO / "models" / "fer_default.keras")
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013",
+    p.add_argument("--data", type=Path, default=shared_data_dir() / "fer2013",
                    help="FER2013 (csv or Kaggle folders) with train and public_test")
     p.add_argument("--n-train", type=int, default=2000, help="stratified training faces to keep (default 2000)")
     p.add_argument("--out", type=Path, help="default: MODEL with .replay.npz instead of .keras")

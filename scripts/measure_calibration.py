@@ -41,9 +41,11 @@ def visitor(pool_x, pool_y, wrong, shots: int, rng) -> tuple[np.ndarray, np.ndar
 
 
 def main(argv: list[str] | None = None) -> int:
+    from fer.data import shared_data_dir
+
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--model", type=Path, default=REPO / "models" / "fer_default.keras")
-    p.add_argument("--data", type=Path, default=REPO.parent / "shared" / "data" / "fer2013")
+    p.add_argument("--data", type=Path, default=shared_data_dir() / "fer2013")
     p.add_argument("--visitors", type=int, default=10)
     p.add_argument("--shots", type=int, default=5)
     p.add_argument("--pool", type=int, default=3000, help="training faces to draw visitors from")

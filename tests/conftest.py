@@ -33,3 +33,26 @@ def recognizer(model_path):
     from fer.inference import EmotionRecognizer
 
     return EmotionRecognizer(model_path)
+
+
+@pytest.fixture()
+def app_with_model(tmp_path, model_path, monkeypatch):
+    """The app's environment on a copy of the small test model as its shipped default.
+
+    ``FER_*`` variables point the app at folders under ``tmp_path`` (see :func:`app_helpers.app_env`);
+    no model is active before or after. Yields the folders and variables: ``root``, ``default``
+    (the copied model), ``models`` (its folder) and every variable set.
+    """
+    from app_helpers import app_env, set_env
+    from fer.app_services import registry
+    from fer.modelfile import card_path
+
+    default = tmp_path / "models" / "fer_default.keras"
+    default.parent.mkdir(parents=True)
+    default.write_bytes(model_path.read_bytes())
+    card_path(default).write_text(card_path(model_path).read_text())
+    values = app_env(tmp_path, default)
+    set_env(monkeypatch, values)
+    registry.ACTIVE.set(None)
+    yield {"root": tmp_path, "default": default, "models": default.parent, **values}
+    registry.ACTIVE.set(None)

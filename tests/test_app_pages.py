@@ -11,36 +11,27 @@ import cv2
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from app_helpers import REPO, app_env, class_zip, face_photo, noise_png, set_env, write_fer_folder
+from app_helpers import REPO, class_zip, face_photo, noise_png, write_fer_folder
+from fer.app_services import registry
+from fer.app_services.jobs import MANAGER
 from fer.labels import EMOTIONS
 from fer.modelfile import card_path, read_card
 from fer.profiles import read_manifest
 from synth import make_split, write_csv
-from ui import registry
-from ui.jobs import MANAGER
 
 TIMEOUT = 120
 
 
 @pytest.fixture()
-def env(tmp_path, model_path, monkeypatch):
-    """A models folder holding a copy of the small test model as the shipped default; env vars set."""
-    model = model_path
-    default = tmp_path / "models" / "fer_default.keras"
-    default.parent.mkdir(parents=True)
-    default.write_bytes(model.read_bytes())
-    card_path(default).write_text(card_path(model).read_text())
-    values = app_env(tmp_path, default)
-    set_env(monkeypatch, values)
-    registry.ACTIVE.set(None)
+def env(app_with_model):
+    """A models folder holding a copy of the small test model as the shipped default; env vars set; no job."""
     assert MANAGER.wait(TIMEOUT)
     MANAGER.forget()
-    yield {"root": tmp_path, "default": default, "models": default.parent, **values}
+    yield app_with_model
     current = MANAGER.current()
     if current is not None:
         current.cancel()
         MANAGER.wait(TIMEOUT)
-    registry.ACTIVE.set(None)
 
 
 def app(page: str | None = None) -> AppTest:
@@ -366,3 +357,20 @@ def test_reruns_leave_the_keras_state_alone(env):
     at.run()
     at.run()
     assert global_state.GLOBAL_STATE_TRACKER is tracker
+
+
+def test_the_keras_patch_finds_its_private_streamlit_hook():
+    """Fails when a Streamlit upgrade removes the function ui/patches.py replaces."""
+    from ui.patches import keep_keras_state
+
+    assert keep_keras_state()
+
+
+def test_the_app_says_so_when_the_keras_patch_has_nothing_to_patch(env, monkeypatch, caplog):
+    from ui.patches import NOT_PATCHED
+
+    monkeypatch.setattr("ui.patches.HOOK", "_removed_by_a_streamlit_upgrade")  # as if Streamlit dropped it
+    at = app()
+    no_crash(at)
+    assert NOT_PATCHED in [w.value for w in at.warning]
+    assert NOT_PATCHED in caplog.text

@@ -11,14 +11,14 @@ import numpy as np
 import pytest
 
 from app_helpers import REPO, class_zip
+from fer.app_services import registry
+from fer.app_services.archive import UnsafeArchive, dataset_root, safe_extract
+from fer.app_services.jobs import JobBusy, JobManager, TrainRequest, stage_upload, subset
+from fer.app_services.settings import DEFAULT_STUN, Settings, ice_servers
 from fer.data import Dataset, Split, load_dataset
 from fer.labels import EMOTIONS
 from fer.modelfile import card_path, read_card
 from synth import make_split
-from ui import registry
-from ui.archive import UnsafeArchive, dataset_root, safe_extract
-from ui.jobs import JobBusy, JobManager, TrainRequest, stage_upload, subset
-from ui.settings import DEFAULT_STUN, Settings, ice_servers
 
 # ---------------------------------------------------------------- settings
 

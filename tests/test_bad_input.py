@@ -182,7 +182,7 @@ def test_bad_class_folders(tmp_path):
 
 def test_bad_zip_uploads(tmp_path):
     """Every bad zip through the Train page's upload path: refused, nothing written outside, nothing left."""
-    from ui.jobs import stage_upload
+    from fer.app_services.jobs import stage_upload
 
     work = tmp_path / "work"
     for case in badinput.zip_corpus(tmp_path / "zips"):
@@ -198,9 +198,9 @@ def test_bad_zip_uploads(tmp_path):
 
 
 def test_bad_model_files(tmp_path, model_path):
+    from fer.app_services.registry import list_models
     from fer.inference import EmotionRecognizer
     from fer.modelfile import load_model
-    from ui.registry import list_models
 
     cases = badinput.model_corpus(tmp_path, model_path)
     for case in cases:
@@ -228,24 +228,7 @@ def test_cli_with_a_broken_model_is_one_line(tmp_path, model_path, capsys):
 # ---------------------------------------------------------------- the Analyze page
 
 
-@pytest.fixture()
-def app_env(tmp_path, model_path, monkeypatch):
-    from app_helpers import app_env as make_env
-    from app_helpers import set_env
-    from fer.modelfile import card_path
-    from ui import registry
-
-    default = tmp_path / "models" / "fer_default.keras"
-    default.parent.mkdir(parents=True)
-    default.write_bytes(model_path.read_bytes())
-    card_path(default).write_text(card_path(model_path).read_text())
-    set_env(monkeypatch, make_env(tmp_path, default))
-    registry.ACTIVE.set(None)
-    yield default
-    registry.ACTIVE.set(None)
-
-
-def test_analyze_page_with_the_corpus(app_env, images):
+def test_analyze_page_with_the_corpus(app_with_model, images):
     """All files in one upload: one st.error per bad file, the good ones analysed and tabulated."""
     from streamlit.testing.v1 import AppTest
 

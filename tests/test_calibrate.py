@@ -146,10 +146,10 @@ def test_bad_snapshots_are_refused_clearly(base):
 
 
 def test_saved_personal_model_loads_with_its_card(base, replay, tmp_path):
+    from fer.app_services.registry import list_models
     from fer.calibrate import calibrate
     from fer.modelfile import load_model
     from ui.calibration import save_personal
-    from ui.registry import list_models
 
     model, card = base
     x, y = personal_faces(3, seed=2)

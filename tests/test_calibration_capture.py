@@ -117,8 +117,8 @@ def test_bad_arguments_are_clear():
 
 
 def test_zip_is_a_class_tree_the_train_page_reads(tmp_path):
+    from fer.app_services.archive import dataset_root, safe_extract
     from fer.data import load_dataset
-    from ui.archive import dataset_root, safe_extract
 
     s = CaptureSession(order=("happy", "fear"), shots=3, countdown_s=0.0, interval_s=0.0)
     s.start(0.0)

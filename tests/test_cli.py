@@ -60,3 +60,27 @@ def test_bad_arguments_are_one_line_errors(args, message):
     assert proc.returncode == 2
     assert message in proc.stderr and "Traceback" not in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1
+
+
+def test_every_training_option_is_a_flag_with_the_configs_default_and_choices():
+    from fer.cli import build_parser, config_from_args
+    from fer.training import TrainConfig
+
+    parse = build_parser().parse_args
+    assert config_from_args(parse(["train", "--data", "d", "--out", "m.keras"])) == TrainConfig()
+    cfg = config_from_args(parse(["train", "--data", "d", "--out", "m.keras", "--no-augment", "--class-weights",
+                                  "--time-budget", "60", "--optimizer", "sgd", "--momentum", "0.8"]))
+    assert (cfg.augment, cfg.class_weights, cfg.time_budget_s, cfg.optimizer, cfg.momentum) == (False, True, 60.0,
+                                                                                                "sgd", 0.8)
+    with pytest.raises(SystemExit):
+        parse(["train", "--data", "d", "--out", "m.keras", "--schedule", "linear"])
+
+
+def test_every_subcommand_is_dispatched_by_its_handler():
+    from fer import cli
+
+    parser = cli.build_parser()
+    commands = next(a for a in parser._actions if a.dest == "command").choices
+    assert {"train", "evaluate", "average", "predict", "video"} <= set(commands)
+    assert all(callable(p.get_default("handler")) for p in commands.values())
+    assert commands["train"].get_default("handler") is cli.cmd_train

@@ -9,9 +9,9 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 
 import scenes
+from fer.app_services.jobs import JobManager, TrainRequest
 from fer.labels import EMOTIONS
 from synth import make_split, write_kaggle_folders
-from ui.jobs import JobManager, TrainRequest
 
 THREADS = 8
 

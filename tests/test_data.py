@@ -1,16 +1,15 @@
 import os
 import warnings
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from fer.data import DataWarning, load_dataset
+from fer.data import DataWarning, load_dataset, shared_data_dir
 from fer.labels import EMOTIONS, label_index
 from synth import make_split, sort_rows, write_csv, write_kaggle_folders
 
-FER2013 = Path(__file__).resolve().parents[2] / "shared" / "data" / "fer2013"
+FER2013 = shared_data_dir() / "fer2013"
 
 
 @pytest.fixture()

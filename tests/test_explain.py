@@ -187,24 +187,7 @@ def test_overlay_keeps_cold_regions_and_colours_hot_ones(crops):
 # ---------------------------------------------------------------- the photo page's toggle
 
 
-@pytest.fixture()
-def app_env_vars(tmp_path, model_path, monkeypatch):
-    """The app on a copy of the small test model as its shipped default (as in test_app_pages)."""
-    from app_helpers import app_env, set_env
-    from fer.modelfile import card_path
-    from ui import registry
-
-    default = tmp_path / "models" / "fer_default.keras"
-    default.parent.mkdir(parents=True)
-    default.write_bytes(model_path.read_bytes())
-    card_path(default).write_text(card_path(model_path).read_text())
-    set_env(monkeypatch, app_env(tmp_path, default))
-    registry.ACTIVE.set(None)
-    yield
-    registry.ACTIVE.set(None)
-
-
-def test_why_this_label_toggle_on_the_photo_page(app_env_vars):
+def test_why_this_label_toggle_on_the_photo_page(app_with_model):
     from streamlit.testing.v1 import AppTest
 
     from app_helpers import REPO, face_photo

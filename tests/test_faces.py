@@ -10,7 +10,7 @@ import pytest
 from PIL import Image
 
 import scenes
-from fer.faces import FER_LANDMARKS, Face, crop_faces, detect_faces, face_transform
+from fer.faces import FER2013_LANDMARKS, Face, crop_faces, detect_faces, face_transform
 from fer.images import load_bgr, to_bgr
 
 
@@ -92,7 +92,7 @@ def test_crop_puts_landmarks_where_fer2013_has_them(name):
     image = scenes.load(name)
     crop = crop_faces(image, detect_faces(image))[0]
     again = np.array(_landmarks_in_crop(crop).landmarks)
-    assert np.abs(again - FER_LANDMARKS).mean() < 2.0  # pixels of the 48x48 frame
+    assert np.abs(again - FER2013_LANDMARKS).mean() < 2.0  # pixels of the 48x48 frame
 
 
 def test_crop_of_a_shrunk_photo_matches_crop_of_the_original():

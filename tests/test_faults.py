@@ -17,27 +17,22 @@ from pathlib import Path
 
 import pytest
 
-from app_helpers import REPO, app_env, face_photo, set_env
-from fer.modelfile import card_path, load_model, read_card
+from app_helpers import REPO, face_photo
+from fer.app_services import registry
+from fer.modelfile import load_model, read_card
 from synth import make_split, write_csv
-from ui import registry
 
 TIMEOUT = 180
 WORKER_TIMEOUT = 600  # the worker runs at a lower priority: slow to start on a busy machine
 
 
 @pytest.fixture()
-def models(tmp_path, model_path, monkeypatch):
+def models(app_with_model):
     """A models folder: the shipped default (the small test model) and one saved model, fer_app_v1, active."""
-    default = tmp_path / "models" / "fer_default.keras"
-    default.parent.mkdir(parents=True)
-    default.write_bytes(model_path.read_bytes())
-    card_path(default).write_text(card_path(model_path).read_text())
-    set_env(monkeypatch, app_env(tmp_path, default))
+    default = app_with_model["default"]
     saved = registry.save_as_new(default, default.parent, default, note="saved before the faults")
     registry.ACTIVE.set(saved)
-    yield {"root": tmp_path, "default": default, "dir": default.parent, "saved": saved}
-    registry.ACTIVE.set(None)
+    return {"root": app_with_model["root"], "default": default, "dir": default.parent, "saved": saved}
 
 
 def assert_all_intact(m: dict, extra: tuple[Path, ...] = ()) -> None:
@@ -55,8 +50,8 @@ def assert_all_intact(m: dict, extra: tuple[Path, ...] = ()) -> None:
 
 
 def start_training(root: Path):
+    from fer.app_services.jobs import JobManager, TrainRequest
     from fer.training import TrainConfig
-    from ui.jobs import JobManager, TrainRequest
 
     data = write_csv(root / "fer2013.csv", {"train": make_split(20, 1), "public_test": make_split(2, 2)})
     cfg = TrainConfig(arch="vgg", epochs=100, batch_size=16, augment=False, warmup_epochs=0)
@@ -84,6 +79,7 @@ def kill_worker(manager, job) -> None:
     assert snap["state"] == "failed" and "ended unexpectedly (exit code -9)" in snap["error"], snap
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_epoch(models):
     from fer.training import run_dir
 
@@ -102,6 +98,7 @@ def test_worker_killed_mid_epoch(models):
     assert_all_intact(models)
 
 
+@pytest.mark.slow
 def test_worker_killed_mid_save(models):
     """Killed while a checkpoint is being written (its temp file exists, not yet renamed)."""
     from fer.training import run_dir
@@ -162,7 +159,7 @@ def test_save_as_new_killed_before_rename(models):
     """"Save as new model" killed mid-save: nothing half-written is listed; the next save works."""
     script = f"""
     from pathlib import Path
-    from ui.registry import save_as_new
+    from fer.app_services.registry import save_as_new
     save_as_new(Path({str(models['default'])!r}), Path({str(models['dir'])!r}), Path({str(models['default'])!r}))
     """
     run_killed(script, "fer_app_v2.keras")

@@ -17,16 +17,14 @@ import json
 import os
 import re
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from streamlit_server import streamlit_server
 from test_pins import REPO, canonical, read_pins, readme_commands
 
 CHROMIUM = os.environ.get("FER_CHROMIUM", "/usr/bin/chromium")
@@ -34,6 +32,7 @@ INSTALL_TIMEOUT = 1500  # seconds; 3-10 min measured (docs/deploy.md)
 PHOTO = REPO / "tests" / "data" / "astronaut.jpg"  # one face, 512x512 (tests/data/README.md)
 
 pytestmark = [
+    pytest.mark.install,
     pytest.mark.skipif(os.environ.get("FER_SKIP_INSTALL_TEST") == "1", reason="FER_SKIP_INSTALL_TEST=1"),
     pytest.mark.skipif(sys.version_info[:2] != (3, 11), reason="the README's install is for Python 3.11"),
     pytest.mark.skipif(not Path(CHROMIUM).is_file(), reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)"),
@@ -89,36 +88,6 @@ def predict(argv: list[str], env: dict[str, str]) -> list[dict]:
     return json.loads(done.stdout)
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def wait_healthy(url: str, proc: subprocess.Popen, log: Path, timeout: float = 180) -> None:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return
-        except OSError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.5)
-    raise AssertionError(f"streamlit from the fresh environment did not start: {log.read_text()[-3000:]}")
-
-
-def stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
-
-
 def test_fresh_venv_with_the_readme_command_finds_faces_in_the_cli_and_the_app(tmp_path):
     sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (its Python API only)")
     (command,) = readme_commands("app")
@@ -155,13 +124,9 @@ def test_fresh_venv_with_the_readme_command_finds_faces_in_the_cli_and_the_app(t
     (again,) = predict(["fer"], env)
     assert again["faces"] == entry["faces"]
 
-    port, log = free_port(), tmp_path / "server.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(["bash", "-c", f"{run} --server.port {port} --server.address 127.0.0.1"],
-                                cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_healthy(url, proc, log)
+    command = ["bash", "-c", f'{run} "$@"', "bash"]  # the README's words verbatim; the port flags go to "$@"
+    log = tmp_path / "server.log"
+    with streamlit_server(command, cwd=REPO, env=env, log=log) as url:
         with sync_api.sync_playwright() as p:
             browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--no-sandbox", "--disable-gpu"])
             page = browser.new_page()
@@ -182,5 +147,3 @@ def test_fresh_venv_with_the_readme_command_finds_faces_in_the_cli_and_the_app(t
             card.wait_for()  # the face's card: its emotion and score
             assert page.get_by_test_id("stException").count() == 0
             browser.close()
-    finally:
-        stop(proc)

@@ -90,6 +90,7 @@ print(json.dumps({"backend": keras.backend.backend()}))
 """
 
 
+@pytest.mark.slow
 def test_keras_file_moves_between_tensorflow_and_jax(tmp_path):
     from fer.modelfile import ModelCard, load_model, save_model
 

@@ -9,11 +9,11 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from app_helpers import REPO, app_env, set_env, write_fer_folder
+from fer.app_services import registry
+from fer.app_services.jobs import MANAGER
+from fer.app_services.settings import Settings, confine
 from fer.modelfile import card_path
 from synth import make_split, write_csv
-from ui import registry
-from ui.jobs import MANAGER
-from ui.settings import Settings, confine
 
 TIMEOUT = 120
 TOKEN = "correct-horse-battery"

@@ -20,6 +20,7 @@ def tiny_data(with_test: bool = True) -> Dataset:
 CFG = dict(arch="vgg", batch_size=16, lr=3e-3, warmup_epochs=0.5, precision="float32")
 
 
+@pytest.mark.slow
 def test_train_save_load_evaluate_and_resume(tmp_path):
     data, out = tiny_data(), tmp_path / "m.keras"
     first = train(data, TrainConfig(**CFG, epochs=1), out)
@@ -91,6 +92,7 @@ def test_metrics_and_tta_views():
     np.testing.assert_array_equal(tta_views(x, "flip")[1], x[:, :, ::-1])
 
 
+@pytest.mark.slow
 def test_lineage_is_fixed_when_the_run_starts(tmp_path):
     """Shipping a run's result over its --init-model (then resuming it) must not rewrite its stages."""
     import shutil

@@ -164,15 +164,18 @@ def test_pairing_and_interpolation():
 
 
 def test_ui_limits_from_secrets_and_env():
-    from ui import video as videos
+    from fer.app_services.settings import Settings
 
-    assert videos.limits({}, {}) == VideoLimits(max_mb=200, max_seconds=300)
-    assert videos.limits({"fer_max_video_mb": 5}, {"FER_MAX_VIDEO_MB": "9", "FER_MAX_VIDEO_SECONDS": "30"}) == \
+    def limits(secrets, env):
+        return Settings.load(secrets, env).video_limits
+
+    assert limits({}, {}) == VideoLimits(max_mb=200, max_seconds=300)
+    assert limits({"fer_max_video_mb": 5}, {"FER_MAX_VIDEO_MB": "9", "FER_MAX_VIDEO_SECONDS": "30"}) == \
         VideoLimits(max_mb=5, max_seconds=30)
     with pytest.raises(ValueError, match="FER_MAX_VIDEO_SECONDS must be positive"):
-        videos.limits({}, {"FER_MAX_VIDEO_SECONDS": "0"})
+        limits({}, {"FER_MAX_VIDEO_SECONDS": "0"})
     with pytest.raises(ValueError, match="FER_MAX_VIDEO_MB must be a number"):
-        videos.limits({}, {"FER_MAX_VIDEO_MB": "lots"})
+        limits({}, {"FER_MAX_VIDEO_MB": "lots"})
 
 
 def test_process_upload_leaves_no_files(recognizer, clip, tmp_path, monkeypatch):
@@ -205,23 +208,7 @@ def read_back_bytes(data: bytes, folder: Path) -> list[np.ndarray]:
         path.unlink()
 
 
-@pytest.fixture()
-def page_env(tmp_path, model_path, monkeypatch):
-    from app_helpers import app_env, set_env
-    from fer.modelfile import card_path
-    from ui import registry
-
-    default = tmp_path / "models" / "fer_default.keras"
-    default.parent.mkdir(parents=True)
-    default.write_bytes(model_path.read_bytes())
-    card_path(default).write_text(card_path(model_path).read_text())
-    set_env(monkeypatch, app_env(tmp_path, default))
-    registry.ACTIVE.set(None)
-    yield monkeypatch
-    registry.ACTIVE.set(None)
-
-
-def test_video_page_analyses_an_upload_and_refuses_long_ones(page_env, clip):
+def test_video_page_analyses_an_upload_and_refuses_long_ones(app_with_model, monkeypatch, clip):
     import json
 
     from streamlit.testing.v1 import AppTest
@@ -242,7 +229,7 @@ def test_video_page_analyses_an_upload_and_refuses_long_ones(page_env, clip):
     assert list(table["face"]) == ["#1", "#2"] and set(EMOTIONS) <= set(table.columns)
     (timeline,) = [json.loads(el.proto.spec) for el in at.get("plotly_chart")]
     assert len(timeline["data"]) == 2 * len(EMOTIONS)  # 7 lines per tracked face
-    page_env.setenv("FER_MAX_VIDEO_SECONDS", "1")
+    monkeypatch.setenv("FER_MAX_VIDEO_SECONDS", "1")
     at.file_uploader(key="video_upload").set_value(("again.mp4", clip.read_bytes(), "video/mp4")).run()
     assert not at.exception
     assert "over the 1 s limit" in at.error[0].value and not at.get("video")

@@ -26,14 +26,23 @@ def _clean_problem_modules_except_keras() -> None:
 
 _clean_problem_modules_except_keras.fer_patch = True  # type: ignore[attr-defined]
 
+NOT_PATCHED = ("This Streamlit has no streamlit.runtime.scriptrunner.script_runner._clean_problem_modules, the "
+               "private hook ui/patches.py replaces: Keras' state is cleared after every rerun, which slows the "
+               "live webcam. Install the Streamlit that constraints.txt pins, or port ui/patches.py to this one.")
+"""What the app shows (and logs) when :func:`keep_keras_state` finds nothing to patch."""
+
+
+HOOK = "_clean_problem_modules"
+"""The private function of ``streamlit.runtime.scriptrunner.script_runner`` that the patch replaces."""
+
 
 def keep_keras_state() -> bool:
     """Install the patch (idempotent); False when this Streamlit has no such hook to patch."""
     from streamlit.runtime.scriptrunner import script_runner
 
-    current = getattr(script_runner, "_clean_problem_modules", None)
+    current = getattr(script_runner, HOOK, None)
     if current is None:
         return False
     if not getattr(current, "fer_patch", False):
-        script_runner._clean_problem_modules = _clean_problem_modules_except_keras
+        setattr(script_runner, HOOK, _clean_problem_modules_except_keras)
     return True

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import streamlit as st
 
-from ui import registry
-from ui.settings import Settings
+from fer.app_services import registry
+from fer.app_services.settings import Settings
 
 
 def secrets() -> dict:

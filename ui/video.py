@@ -1,4 +1,4 @@
-"""Video analysis for the "Analyze video" page: limits, a temporary working copy, the kept results.
+"""Video analysis for the "Analyze video" page: a temporary working copy, the kept results.
 
 No Streamlit here. An upload is written to a fresh temporary folder (never a path the visitor
 chooses), analysed by :func:`fer.video.analyze_video`, and the folder is deleted before the
@@ -8,39 +8,17 @@ kept in the visitor's session) remains.
 
 from __future__ import annotations
 
-import os
 import shutil
 import tempfile
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 
 from fer.labels import EMOTIONS
 from fer.video import VIDEO_TYPES, VideoInfo, VideoLimits, analyze_video
-from ui.settings import lookup
 
-DEFAULT_MAX_MB = 200
-DEFAULT_MAX_SECONDS = 300
 PRIVACY = ("Your video is processed on this server, in memory and in temporary files that are deleted as soon "
            "as processing ends; it is never stored. The results stay in this browser session only.")
-
-
-def limits(secrets: Mapping | None = None, env: Mapping | None = None) -> VideoLimits:
-    """``FER_MAX_VIDEO_MB`` (default 200) and ``FER_MAX_VIDEO_SECONDS`` (default 300): secrets, then env."""
-    secrets, env = dict(secrets or {}), os.environ if env is None else env
-
-    def number(name: str, default: float) -> float:
-        raw = lookup(name, secrets, env, default)
-        try:
-            value = float(raw)
-        except (TypeError, ValueError):
-            raise ValueError(f"{name} must be a number, got {raw!r}") from None
-        if value <= 0:
-            raise ValueError(f"{name} must be positive, got {raw!r}")
-        return value
-
-    return VideoLimits(max_mb=number("FER_MAX_VIDEO_MB", DEFAULT_MAX_MB),
-                       max_seconds=number("FER_MAX_VIDEO_SECONDS", DEFAULT_MAX_SECONDS))
 
 
 @dataclass

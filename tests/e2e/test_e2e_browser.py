@@ -13,12 +13,7 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
-import socket
-import subprocess
-import sys
 import time
-import urllib.request
 from pathlib import Path
 
 import cv2
@@ -27,6 +22,7 @@ import pytest
 
 from app_helpers import REPO, app_env, class_zip, face_photo
 from fer.modelfile import card_path, read_card
+from streamlit_server import app_command, streamlit_server
 
 CHROMIUM = os.environ.get("FER_CHROMIUM", "/usr/bin/chromium")
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -35,14 +31,8 @@ BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networkin
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="pip install playwright (its Python API only)")
 expect = sync_api.expect
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).is_file(),
-                                reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+pytestmark = [pytest.mark.e2e, pytest.mark.skipif(not Path(CHROMIUM).is_file(),
+                                                   reason=f"no Chromium at {CHROMIUM} (apt-get install chromium)")]
 
 
 def write_y4m(path: Path, image_bgr: np.ndarray, frames: int = 12, size=(640, 480)) -> Path:
@@ -70,35 +60,9 @@ def server(tmp_path_factory, model_path):
     default.parent.mkdir(parents=True)
     shutil.copyfile(source, default)
     shutil.copyfile(card_path(source), card_path(default))
-    port = free_port()
     env = {**os.environ, **app_env(root, default), "TF_CPP_MIN_LOG_LEVEL": "2"}
-    log = open(root / "server.log", "wb")
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port), "--server.address",
-         "127.0.0.1", "--server.headless", "true"],
-        cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.time() + 90
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            if proc.poll() is not None or time.time() > deadline:
-                raise RuntimeError(f"streamlit did not start: {(root / 'server.log').read_text()[-3000:]}")
-            time.sleep(0.5)
+    with streamlit_server(app_command(), cwd=REPO, env=env, log=root / "server.log", timeout=90) as url:
         yield {"url": url, "root": root, "models": default.parent, "default": default, "log": root / "server.log"}
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
-        log.close()
 
 
 @pytest.fixture(scope="module")

@@ -1,6 +1,6 @@
 """In-browser training: one background training job per server, with progress and cancel.
 
-A job runs :func:`fer.training.train` in a worker process (:mod:`ui.train_worker`, see there why
+A job runs :func:`fer.training.train` in a worker process (:mod:`fer.app_services.train_worker`, see there why
 not a thread) watched by a daemon thread of the server, so it survives reruns, page switches and
 closed tabs; any session can watch it through :meth:`TrainingJob.snapshot`. No Streamlit here.
 """
@@ -52,9 +52,9 @@ def stage_upload(kind: str, data: bytes, work_dir: Path, *, max_bytes: int, max_
     """Write an uploaded ``fer2013.csv`` or extract an uploaded zip into a fresh folder under ``work_dir``.
 
     Returns ``(dataset_path, folder)``; the caller deletes ``folder`` when done. Zips are extracted
-    with :func:`ui.archive.safe_extract` (zip-slip and zip-bomb guards).
+    with :func:`fer.app_services.archive.safe_extract` (zip-slip and zip-bomb guards).
     """
-    from ui.archive import dataset_root, safe_extract
+    from fer.app_services.archive import dataset_root, safe_extract
 
     uploads = work_dir / "uploads"
     uploads.mkdir(parents=True, exist_ok=True)
@@ -224,7 +224,7 @@ class TrainingJob:
 
         request_file = self.out_path.with_suffix(".request.json")
         request_file.write_text(json.dumps(self.request_json()))
-        repo = str(Path(__file__).resolve().parent.parent)
+        repo = str(Path(__file__).resolve().parents[2])
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in (repo, os.environ.get("PYTHONPATH")) if p),
                "TF_CPP_MIN_LOG_LEVEL": os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2")}
         final: dict = {}
@@ -232,7 +232,7 @@ class TrainingJob:
             self._set(state="loading", message=f"loading {self.request.data_label}")
             with open(self.log_path(), "wb") as log_file:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "ui.train_worker", str(request_file)], cwd=repo, env=env,
+                    [sys.executable, "-m", "fer.app_services.train_worker", str(request_file)], cwd=repo, env=env,
                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log_file, text=True, bufsize=1)
                 self._set(_proc=proc)
                 if self.cancel_event.is_set():

@@ -1,11 +1,12 @@
-"""The training worker process: ``python -m ui.train_worker REQUEST.json`` (started by :mod:`ui.jobs`).
+"""The training worker process: ``python -m fer.app_services.train_worker REQUEST.json``
+(started by :mod:`fer.app_services.jobs`).
 
 Training runs in its own process, not in a thread of the Streamlit server: the server calls
 ``keras.backend.clear_session()`` and a full garbage collection after every script run (every
 second while a page polls), which would reset Keras' global state under a training thread and
 slow it to a crawl, and the training's Python work would compete for the server's GIL.
 
-Protocol: the request is a JSON file (see :func:`ui.jobs.TrainingJob.request_json`). The worker
+Protocol: the request is a JSON file (see :func:`fer.app_services.jobs.TrainingJob.request_json`). The worker
 writes one JSON object per line on stdout (``event``: loaded, begin, batch, epoch, done, error);
 a line ``cancel`` on stdin, or stdin closing (the server went away), cancels the run within one
 batch, and the best epoch so far is still saved. No Streamlit here.
@@ -59,9 +60,9 @@ def _watch_stdin(cancel: threading.Event) -> None:
 
 
 def run(request: dict, emitter: _Emitter, cancel: threading.Event) -> None:
+    from fer.app_services.jobs import subset
     from fer.data import load_dataset
     from fer.training import TrainConfig, TrainingCancelled, train
-    from ui.jobs import subset
 
     try:
         with warnings.catch_warnings(record=True) as caught:
@@ -91,7 +92,7 @@ def run(request: dict, emitter: _Emitter, cancel: threading.Event) -> None:
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 1:
-        print("usage: python -m ui.train_worker REQUEST.json", file=sys.stderr)
+        print("usage: python -m fer.app_services.train_worker REQUEST.json", file=sys.stderr)
         return 2
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     if hasattr(os, "nice"):

@@ -2,7 +2,9 @@
 
 Every value is looked up first in the Streamlit secrets (``.streamlit/secrets.toml``), then in the
 environment, then falls back to a default; see ``docs/app.md`` for the list. This module does not
-import Streamlit: :func:`ui.state.settings` passes the secrets in.
+import Streamlit: :func:`ui.state.settings` passes the secrets in. It is the one place that reads
+the app's ``FER_*`` settings; the core reads only ``FER_CACHE_DIR`` and, for the developers' tools,
+``FER_SHARED_DATA`` (:mod:`fer.data`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 
 from fer.modelfile import DEFAULT_MODEL
 
-REPO = Path(__file__).resolve().parent.parent
+REPO = Path(__file__).resolve().parents[2]
 DEFAULT_STUN = "stun:stun.l.google.com:19302"
 
 
@@ -29,6 +31,8 @@ class Settings:
     work_dir: Path
     max_zip_mb: int = 1024
     max_zip_files: int = 100_000
+    max_video_mb: float = 200.0  # FER_MAX_VIDEO_MB: the video page refuses larger uploads
+    max_video_seconds: float = 300.0  # FER_MAX_VIDEO_SECONDS: and longer videos
     ice_servers: list[dict] = field(default_factory=list)
     training: bool = True  # FER_TRAINING=off removes training from the Train page
     admin_token: str | None = field(default=None, repr=False)  # FER_ADMIN_TOKEN: needed to train when set
@@ -49,12 +53,22 @@ class Settings:
             default_model=default_model,
             data_dir=Path(get("FER_DATA_DIR", REPO / "data")).expanduser(),
             work_dir=Path(get("FER_WORK_DIR", Path(tempfile.gettempdir()) / "fer-app")).expanduser(),
-            max_zip_mb=_positive_int(get("FER_MAX_ZIP_MB", 1024), "FER_MAX_ZIP_MB"),
-            max_zip_files=_positive_int(get("FER_MAX_ZIP_FILES", 100_000), "FER_MAX_ZIP_FILES"),
+            max_zip_mb=_positive(get("FER_MAX_ZIP_MB", cls.max_zip_mb), "FER_MAX_ZIP_MB"),
+            max_zip_files=_positive(get("FER_MAX_ZIP_FILES", cls.max_zip_files), "FER_MAX_ZIP_FILES"),
+            max_video_mb=_positive(get("FER_MAX_VIDEO_MB", cls.max_video_mb), "FER_MAX_VIDEO_MB", float),
+            max_video_seconds=_positive(get("FER_MAX_VIDEO_SECONDS", cls.max_video_seconds), "FER_MAX_VIDEO_SECONDS",
+                                        float),
             ice_servers=ice_servers(secrets, env),
             training=_switch(get("FER_TRAINING", "on"), "FER_TRAINING"),
             admin_token=_token(get("FER_ADMIN_TOKEN")),
         )
+
+    @property
+    def video_limits(self):
+        """The video page's :class:`fer.video.VideoLimits` (``max_video_mb``, ``max_video_seconds``)."""
+        from fer.video import VideoLimits
+
+        return VideoLimits(max_mb=self.max_video_mb, max_seconds=self.max_video_seconds)
 
     def token_ok(self, given: str | None) -> bool:
         """Whether ``given`` may train: always without a configured admin token, else a constant-time match."""
@@ -124,13 +138,14 @@ def _token(value) -> str | None:
     return text
 
 
-def _positive_int(value, name: str) -> int:
+def _positive(value, name: str, kind: type = int):
+    """``value`` as a positive ``kind`` (int or float), else a ValueError naming the setting."""
     try:
-        number = int(value)
+        number = kind(value)
     except (TypeError, ValueError):
-        raise ValueError(f"{name} must be a whole number, got {value!r}") from None
-    if number <= 0:
-        raise ValueError(f"{name} must be positive, got {number}")
+        raise ValueError(f"{name} must be {'a whole number' if kind is int else 'a number'}, got {value!r}") from None
+    if not number > 0:  # NaN too
+        raise ValueError(f"{name} must be positive, got {value!r}")
     return number
 
 
