@@ -29,10 +29,15 @@ def test_the_generated_files_are_up_to_date(script):
     assert script.stale() == [], "run: python scripts/model_card.py"
 
 
-def test_a_changed_card_makes_them_stale(script, card, monkeypatch):
+def test_a_changed_card_or_manifest_makes_them_stale(script, card, monkeypatch):
     changed = copy.deepcopy(card)
     changed["metrics"]["public_test"]["accuracy"] = 0.1234
     monkeypatch.setattr(script, "cards", lambda: {"fer_default": changed})
+    assert set(script.stale()) == {"docs/model_card.md"}  # the README's rows are the profiles
+    monkeypatch.setattr(script, "cards", lambda: {"fer_default": card})
+    doc = copy.deepcopy(script.manifest())
+    doc["profiles"]["photo"]["public_test"]["accuracy"] = 0.1234
+    monkeypatch.setattr(script, "manifest", lambda: doc)
     assert set(script.stale()) == {"README.md", "docs/model_card.md"}
 
 
@@ -47,17 +52,21 @@ def test_without_profiles_the_rows_are_the_cards_metrics(script, card):
     assert "../shared" not in table and "path/to/fer2013" in table
 
 
-def test_profiles_in_the_card_become_the_rows(script, card):
-    """The shape issue 26 adds to the card: the table then shows each profile's own figures and command."""
-    with_profiles = copy.deepcopy(card)
+def test_the_manifests_profiles_become_the_rows(script, card):
+    """models/profiles.json's photo and live entries: the table shows each profile's own figures and command."""
     recall = {label: 0.5 for label in card["labels"]}
-    with_profiles["profiles"] = {
-        name: {"public_test": {"accuracy": acc, "balanced_accuracy": bal, "per_class_recall": recall},
-               "ms_per_face": ms, "command": f"python -m fer evaluate --data {card['data']['source']} --profile {name}"}
-        for name, acc, bal, ms in (("photo", 0.7123, 0.6811, 41.5), ("live", 0.6987, 0.6602, 7.25))}
+    profiles = {
+        name: {"members": members, "tta": tta, "tau": 0.4, "passes": passes, "ms_per_face": ms,
+               "public_test": {"accuracy": acc, "balanced_accuracy": bal, "per_class_recall": recall,
+                               "uncorrected": {"accuracy": acc + 0.001, "balanced_accuracy": bal - 0.02}},
+               "evaluate_command": f"python -m fer evaluate --data {card['data']['source']} --profile {name}"}
+        for name, members, tta, passes, acc, bal, ms in (
+            ("photo", ["a.keras", "b.keras"], "flip", 4, 0.7123, 0.6811, 41.5),
+            ("live", ["c.keras"], None, 1, 0.6987, 0.6602, 7.25))}
     baselines = json.loads((REPO / "docs" / "baselines.json").read_text())
-    table = script.results_table(with_profiles, baselines)
+    table = script.results_table(card, baselines, profiles)
     assert "**71.2%** | 68.1% | 41.5 ms / face" in table and "**69.9%** | 66.0% | 7.2 ms / face" in table
     assert "`python -m fer evaluate --data path/to/fer2013 --profile photo`" in table
-    md = script.render_card("fer_default", with_profiles)
-    assert "| shipped, `live` profile | 69.87% | 66.02% | 7.2 |" in md
+    md = "\n".join(script.render_profiles({"profiles": profiles}, card))
+    assert "| shipped, `photo` profile | `a.keras` + `b.keras` | flip | 4 | 0.4 | 71.23% | 68.11% | 71.33% | 66.11% |" in md
+    assert "| shipped, `live` profile | `c.keras` | none | 1 | 0.4 | 69.87% | 66.02% |" in md
