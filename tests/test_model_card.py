@@ -68,5 +68,6 @@ def test_the_manifests_profiles_become_the_rows(script, card):
     assert "**71.2%** | 68.1% | 41.5 ms / face" in table and "**69.9%** | 66.0% | 7.2 ms / face" in table
     assert "`python -m fer evaluate --data path/to/fer2013 --profile photo`" in table
     md = "\n".join(script.render_profiles({"profiles": profiles}, card))
-    assert "| shipped, `photo` profile | `a.keras` + `b.keras` | flip | 4 | 0.4 | 71.23% | 68.11% | 71.33% | 66.11% |" in md
+    assert ("| shipped, `photo` profile | `a.keras` + `b.keras` | flip | 4 | 0.4 | 71.23% | 68.11% | 71.33% | "
+            "66.11% |") in md
     assert "| shipped, `live` profile | `c.keras` | none | 1 | 0.4 | 69.87% | 66.02% |" in md
