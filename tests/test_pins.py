@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-REQUIREMENT_FILES = ("requirements.txt", "requirements-dev.txt", "requirements-nodeps.txt")
+REQUIREMENT_FILES = ("requirements.txt", "requirements-dev.txt", "requirements-nodeps.txt", "requirements-scale.txt")
 PIN = re.compile(r"^([A-Za-z0-9][A-Za-z0-9._-]*)(\[[\w,-]+\])?==([\w.+!-]+)$")
 BLOCK = re.compile(r"<!-- install:(?P<name>[\w-]+) -->\s*```(?:bash|sh)\n(?P<body>.*?)```\s*<!-- /install:(?P=name) -->",
                    re.DOTALL)
