@@ -1,4 +1,4 @@
-"""Command line: ``python -m fer {train,evaluate,predict,video} ...`` (see ``--help``)."""
+"""Command line: ``python -m fer {train,evaluate,predict,video,batch,serve} ...`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         cli_predict = None
     if cli_predict is not None:
         cli_predict.add_commands(sub)
+    from fer import cli_scale
+
+    cli_scale.add_commands(sub)
     return parser
 
 
