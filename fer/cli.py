@@ -48,6 +48,9 @@ def _add_train(sub) -> None:
                    help="random seed (a fine-tuning run adds its stage number to it)")
     p.add_argument("--init-model", help="fine-tune: start from this model's weights (same architecture)")
     p.add_argument("--skip-unknown", action="store_true", help="ignore unknown class folders / labels")
+    p.add_argument("--distribute", action="store_true",
+                   help="data-parallel over all devices (JAX: keras.distribution.DataParallel; TensorFlow: "
+                        "MirroredStrategy); --batch-size is per device and --lr is scaled by the device count")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep every epoch's checkpoint in the run folder, for `python -m fer average`")
 
@@ -128,7 +131,8 @@ def cmd_train(args) -> int:
         label_smoothing=args.label_smoothing, class_weights=args.class_weights, augment=not args.no_augment,
         augment_strength=args.augment_strength,
         precision=args.precision, seed=args.seed, time_budget_s=args.time_budget,
-        keep_checkpoints=args.keep_checkpoints, patience=args.patience)
+        keep_checkpoints=args.keep_checkpoints, patience=args.patience,
+        distribute=args.distribute)
     cfg.validate()
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     command = "python -m fer " + " ".join(shlex.quote(a) for a in sys.argv[1:])

@@ -50,6 +50,7 @@ class TrainConfig:
     time_budget_s: float = 0.0  # > 0: measure this machine's speed, then fit as many epochs (up to `epochs`) as fit
     keep_checkpoints: bool = False  # also keep every epoch's checkpoint (run dir, epoch_NNN.keras) for averaging
     patience: int = 0  # > 0: stop once this many epochs in a row have not beaten the best validation score
+    distribute: bool = False  # data-parallel over every device: batch_size per device, lr scaled by devices
 
     def validate(self) -> None:
         from fer.model import ARCHITECTURES
@@ -138,6 +139,65 @@ def _build(cfg: TrainConfig, policy: str, seed: int | None = None):
     with dtype_policy(policy):
         return fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength,
                                      seed=cfg.seed if seed is None else seed)
+
+
+# ---------------------------------------------------------------- devices
+
+
+@contextlib.contextmanager
+def distribution(enabled: bool):
+    """Data parallelism over this host's devices while the block runs; yields the number of devices (1: off).
+
+    JAX: Keras 3's ``keras.distribution.DataParallel`` over ``keras.distribution.list_devices()``
+    (GPUs, or ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` CPU devices). TensorFlow:
+    ``tf.distribute.MirroredStrategy`` over the GPUs, else over the logical CPU devices; models
+    built and compiled in the block are mirrored. Several hosts: see docs/scale.md.
+    """
+    if not enabled:
+        yield 1
+        return
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        try:
+            yield len(devices)
+        finally:
+            keras.distribution.set_distribution(None)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
+                  [d.name for d in tf.config.list_logical_devices("CPU")]
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
+        with strategy.scope():
+            yield strategy.num_replicas_in_sync
+    else:
+        raise ValueError(f"--distribute works on the jax and tensorflow backends, not {backend}; "
+                         "set KERAS_BACKEND=jax or tensorflow")
+
+
+def scale_for_devices(cfg: TrainConfig, devices: int) -> tuple[TrainConfig, dict]:
+    """The run's config on ``devices`` devices: ``batch_size`` per device (the global batch is ``devices``
+    times it) and the peak learning rate scaled linearly with the devices; plus the record for the card."""
+    record = {"devices": devices, "per_device_batch_size": cfg.batch_size,
+              "global_batch_size": cfg.batch_size * devices, "base_lr": cfg.lr, "lr_scale": float(devices),
+              "lr": cfg.lr * devices}
+    if not cfg.distribute:
+        return cfg, {}
+    import keras
+
+    record["backend"] = keras.backend.backend()
+    scaled = TrainConfig.from_dict({**asdict(cfg), "batch_size": cfg.batch_size * devices, "lr": cfg.lr * devices})
+    return scaled, record
+
+
+def _whole_batches(split: Split, devices: int) -> Split:
+    """``split`` cut to a multiple of ``devices`` images, so every batch (the last one too) shards evenly."""
+    n = len(split) - len(split) % devices
+    return split if n == len(split) else Split(split.x[:n], split.y[:n])
 
 
 # ---------------------------------------------------------------- compile
@@ -417,13 +477,18 @@ def train(
         raise ValueError(f"--out {out} must end in .keras")
     started = time.monotonic()
     train_split, val_split, val_name = train_val_splits(data, cfg)
-    steps = math.ceil(len(train_split) / cfg.batch_size)
     policy = resolve_precision(cfg.precision)
-    if cfg.time_budget_s > 0:
-        cfg = _budgeted(cfg, out, resume, policy, len(train_split), len(val_split), started)
-    model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None)
-    state["command"] = command or os.environ.get("FER_TRAIN_COMMAND", "")
-    cancelled = _fit(model, state, cfg, train_split, val_split, run_dir(out), listener, cancel)
+    with distribution(cfg.distribute) as devices:
+        cfg, spread = scale_for_devices(cfg, devices)
+        fit_split, fit_val = _whole_batches(train_split, devices), _whole_batches(val_split, devices)
+        steps = math.ceil(len(fit_split) / cfg.batch_size)
+        if cfg.time_budget_s > 0:
+            cfg = _budgeted(cfg, out, resume, policy, len(fit_split), len(fit_val), started)
+        model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None)
+        state["command"] = command or os.environ.get("FER_TRAIN_COMMAND", "")
+        if spread:
+            state["distribution"] = spread
+        cancelled = _fit(model, state, cfg, fit_split, fit_val, run_dir(out), listener, cancel)
     rdir = run_dir(out)
     if not (rdir / "best.keras").is_file():
         raise TrainingCancelled("training stopped before the first epoch finished; nothing to save")
@@ -538,7 +603,8 @@ def prior_correction(model, train_split: Split, val_split: Split) -> tuple[list[
 def _make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str) -> ModelCard:
     return ModelCard(
         architecture=cfg.arch,
-        config={**asdict(cfg), "selection_split": val_name, "init_model": state.get("init_model")},
+        config={**asdict(cfg), "selection_split": val_name, "init_model": state.get("init_model"),
+                **({"distribution": state["distribution"]} if state.get("distribution") else {})},
         data=data.describe(),
         epochs=state["epoch"],
         best_epoch=state["best_epoch"],
