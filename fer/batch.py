@@ -185,6 +185,11 @@ class Analyzer:
     """The ``map_batches`` callable: one recognizer per actor, loaded once, turning path batches into rows."""
 
     def __init__(self, opts: BatchOptions) -> None:
+        threads = os.environ.get("OMP_NUM_THREADS", "")  # Ray sets it to the CPUs this actor holds
+        if threads.isdigit():  # one actor per core: TensorFlow's thread pools must not fight each other
+            os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
+            os.environ.setdefault("TF_NUM_INTEROP_THREADS", threads)
+            os.environ.setdefault("FER_DETECTOR_THREADS", threads)
         from fer.inference import EmotionRecognizer
 
         self.opts = opts
