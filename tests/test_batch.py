@@ -130,3 +130,17 @@ def test_without_ray_the_command_says_how_to_install_it(inputs, tmp_path):
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines()[-1] == (
         "error: Ray is not installed: python -m pip install -r requirements-scale.txt -c constraints.txt")
+
+
+def test_the_command_writes_csv_and_reports(ray_session, inputs, tmp_path, capsys):
+    from fer.cli import main
+
+    out = tmp_path / "faces.csv"
+    assert main(["batch", str(inputs / "*.jpg"), "--out", str(out), "--csv", "--profile", "live"]) == 0
+    said = capsys.readouterr().out
+    assert "2 input(s) analysed" in said and f"rows in {out}" in said
+    header = out.read_text().splitlines()[0]
+    assert header.replace('"', "").split(",") == COLUMNS
+    assert main(["batch", str(inputs / "*.jpg"), "--out", str(out), "--csv", "--profile", "live"]) == 0
+    again = capsys.readouterr().out
+    assert "0 input(s) analysed" in again and "2 already done" in again
