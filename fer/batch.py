@@ -28,6 +28,7 @@ import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from fer.images import IMAGE_EXTENSIONS
@@ -115,8 +116,9 @@ class BatchOptions:
         if self.every_nth_frame < 1:
             raise ValueError(f"--every-nth-frame {self.every_nth_frame} must be 1 or more")
 
-    @property
+    @cached_property
     def model_name(self) -> str:
+        """The model file's name, or the profile's member files joined by "+" (the ``model`` column)."""
         from fer.profiles import read_manifest as read_profiles
 
         if self.model is not None:

@@ -20,6 +20,10 @@ replicas can stand behind a load balancer (see docs/scale.md). FastAPI is import
 import hmac
 import io
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
 
 TOKEN_ENV = "FER_API_TOKEN"
 """Environment variable ``python -m fer serve`` reads the API token from (unset: no token needed)."""
@@ -90,7 +94,7 @@ def image_pixels(data: bytes) -> int | None:
         return None
 
 
-def create_app(recognizer, *, limits: ServeLimits = ServeLimits(), token: str | None = None):
+def create_app(recognizer, *, limits: ServeLimits = ServeLimits(), token: str | None = None) -> "FastAPI":
     """The FastAPI app around one loaded recognizer (shared by all requests; it is thread-safe)."""
     from fastapi import FastAPI, Request
     from fastapi.responses import JSONResponse
