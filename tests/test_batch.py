@@ -144,3 +144,15 @@ def test_the_command_writes_csv_and_reports(ray_session, inputs, tmp_path, capsy
     assert main(["batch", str(inputs / "*.jpg"), "--out", str(out), "--csv", "--profile", "live"]) == 0
     again = capsys.readouterr().out
     assert "0 input(s) analysed" in again and "2 already done" in again
+
+
+def test_detector_threads_come_from_the_environment(monkeypatch):
+    from fer.detectors import THREADS_ENV, detector_threads
+
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert detector_threads() == 0
+    monkeypatch.setenv(THREADS_ENV, "1")
+    assert detector_threads() == 1
+    monkeypatch.setenv(THREADS_ENV, "two")
+    with pytest.raises(ValueError, match="whole number"):
+        detector_threads()
