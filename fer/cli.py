@@ -1,4 +1,4 @@
-"""Command line: ``python -m fer {train,evaluate,predict,video} ...`` (see ``--help``)."""
+"""Command line: ``python -m fer {train,evaluate,predict,video,batch,serve} ...`` (see ``--help``)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import warnings
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from fer import cli_predict
+from fer import cli_predict, cli_scale
 from fer.cli_predict import add_tta_option
 from fer.labels import SPLITS
 from fer.profiles import DEFAULT_PROFILE, PROFILES
@@ -88,6 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluate(sub)
     _add_average(sub)
     cli_predict.add_commands(sub)
+    cli_scale.add_commands(sub)
     return parser
 
 

@@ -108,18 +108,29 @@ def cmd_predict(args) -> int:
     return 2 if failed else 0
 
 
-def _predict_one(rec, name: str, out_dir: Path | None, used_names: set[str]) -> dict:
+def predict_entry(rec, source: str | Path | bytes, name: str) -> dict:
+    """One ``predict --json`` entry for an image file or its bytes: ``{"file", "faces"}`` (plus
+    ``downscaled_by`` for a huge JPEG), or ``{"file", "error"}`` when it cannot be read."""
+    return _analyze_entry(rec, source, name)[0]
+
+
+def _analyze_entry(rec, source, name: str):
     from fer.images import load_bgr_scaled
 
     try:
-        image, scale = load_bgr_scaled(name)
+        image, scale = load_bgr_scaled(source)
         results = rec.analyze(image)
     except (ValueError, OSError) as exc:
-        return {"file": name, "error": _one_line(exc)}
+        return {"file": name, "error": _one_line(exc)}, None, []
     entry = {"file": name, "faces": [_face_json(r, scale) for r in results]}
     if scale != 1.0:
         entry["downscaled_by"] = scale  # a huge JPEG decoded smaller; the boxes are in the original's pixels
-    if out_dir is not None:
+    return entry, image, results
+
+
+def _predict_one(rec, name: str, out_dir: Path | None, used_names: set[str]) -> dict:
+    entry, image, results = _analyze_entry(rec, name, name)
+    if out_dir is not None and "error" not in entry:
         entry["annotated"] = str(_write_annotated(image, results, name, out_dir, used_names))
     return entry
 

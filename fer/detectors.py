@@ -12,6 +12,7 @@ sees it. Nothing is downloaded at run time.
 
 from __future__ import annotations
 
+import os
 import threading
 from dataclasses import dataclass
 from functools import lru_cache
@@ -245,10 +246,22 @@ class HaarDetector:
 _LOCK = threading.Lock()
 
 
+THREADS_ENV = "FER_DETECTOR_THREADS"
+"""Environment variable: ONNX Runtime threads per detector (unset or 0: one per core). Worker processes
+that share a machine one per core (``python -m fer batch``'s actors) set it to 1."""
+
+
+def detector_threads() -> int:
+    value = os.environ.get(THREADS_ENV, "0").strip() or "0"
+    if not value.isdigit():
+        raise ValueError(f"{THREADS_ENV}={value!r} must be a whole number of threads (0: one per core)")
+    return int(value)
+
+
 @lru_cache(maxsize=8)
 def _cached(name: str, input_size: int) -> Detector:
     if name == "centerface":
-        return CenterFace(input_size=input_size)
+        return CenterFace(input_size=input_size, threads=detector_threads())
     return HaarDetector()
 
 

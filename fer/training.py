@@ -75,6 +75,9 @@ class TrainConfig:
                            "or of a .keras model (with flip TTA), computed once and cached in the run folder",
                            metavar="PROFILE|MODEL")
     distill_weight: float = _option(0.7, "with --teacher: the teacher's share of each target (default %(default)s)")
+    distribute: bool = _option(False, "data-parallel over all devices (JAX: keras.distribution.DataParallel; "
+                               "TensorFlow: MirroredStrategy); --batch-size is per device and --lr is scaled by the "
+                               "device count")
 
     def validate(self) -> None:
         from fer.model import ARCHITECTURES
@@ -166,6 +169,65 @@ def build_for(cfg: TrainConfig, policy: str, seed: int | None = None):
     with dtype_policy(policy):
         return fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength,
                                      seed=cfg.seed if seed is None else seed)
+
+
+# ---------------------------------------------------------------- devices
+
+
+@contextlib.contextmanager
+def distribution(enabled: bool):
+    """Data parallelism over this host's devices while the block runs; yields the number of devices (1: off).
+
+    JAX: Keras 3's ``keras.distribution.DataParallel`` over ``keras.distribution.list_devices()``
+    (GPUs, or ``XLA_FLAGS=--xla_force_host_platform_device_count=N`` CPU devices). TensorFlow:
+    ``tf.distribute.MirroredStrategy`` over the GPUs, else over the logical CPU devices; models
+    built and compiled in the block are mirrored. Several hosts: see docs/scale.md.
+    """
+    if not enabled:
+        yield 1
+        return
+    import keras
+
+    backend = keras.backend.backend()
+    if backend == "jax":
+        devices = keras.distribution.list_devices()
+        keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
+        try:
+            yield len(devices)
+        finally:
+            keras.distribution.set_distribution(None)
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        devices = [d.name for d in tf.config.list_logical_devices("GPU")] or \
+                  [d.name for d in tf.config.list_logical_devices("CPU")]
+        strategy = tf.distribute.MirroredStrategy(devices=devices)
+        with strategy.scope():
+            yield strategy.num_replicas_in_sync
+    else:
+        raise ValueError(f"--distribute works on the jax and tensorflow backends, not {backend}; "
+                         "set KERAS_BACKEND=jax or tensorflow")
+
+
+def scale_for_devices(cfg: TrainConfig, devices: int) -> tuple[TrainConfig, dict]:
+    """The run's config on ``devices`` devices: ``batch_size`` per device (the global batch is ``devices``
+    times it) and the peak learning rate scaled linearly with the devices; plus the record for the card."""
+    record = {"devices": devices, "per_device_batch_size": cfg.batch_size,
+              "global_batch_size": cfg.batch_size * devices, "base_lr": cfg.lr, "lr_scale": float(devices),
+              "lr": cfg.lr * devices}
+    if not cfg.distribute:
+        return cfg, {}
+    import keras
+
+    record["backend"] = keras.backend.backend()
+    scaled = TrainConfig.from_dict({**asdict(cfg), "batch_size": cfg.batch_size * devices, "lr": cfg.lr * devices})
+    return scaled, record
+
+
+def _whole_batches(split: Split, devices: int) -> Split:
+    """``split`` cut to a multiple of ``devices`` images, so every batch (the last one too) shards evenly."""
+    n = len(split) - len(split) % devices
+    return split if n == len(split) else Split(split.x[:n], split.y[:n])
 
 
 # ---------------------------------------------------------------- compile
@@ -474,13 +536,18 @@ def train(
         raise ValueError(f"--out {out} must end in .keras")
     started = time.monotonic()
     train_split, val_split, val_name = train_val_splits(data, cfg)
-    steps = math.ceil(len(train_split) / cfg.batch_size)
     policy = resolve_precision(cfg.precision)
-    if cfg.time_budget_s > 0:
-        cfg = _budgeted(cfg, out, resume, policy, len(train_split), len(val_split), started)
-    model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None)
-    state["command"] = command
-    cancelled = _fit(model, state, cfg, train_split, val_split, run_dir(out), listener, cancel)
+    with distribution(cfg.distribute) as devices:
+        cfg, spread = scale_for_devices(cfg, devices)
+        fit_split, fit_val = _whole_batches(train_split, devices), _whole_batches(val_split, devices)
+        steps = math.ceil(len(fit_split) / cfg.batch_size)
+        if cfg.time_budget_s > 0:
+            cfg = _budgeted(cfg, out, resume, policy, len(fit_split), len(fit_val), started)
+        model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None)
+        state["command"] = command
+        if spread:
+            state["distribution"] = spread
+        cancelled = _fit(model, state, cfg, fit_split, fit_val, run_dir(out), listener, cancel)
     rdir = run_dir(out)
     if not (rdir / "best.keras").is_file():
         raise TrainingCancelled("training stopped before the first epoch finished; nothing to save")
@@ -598,7 +665,8 @@ def make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str) -> Mo
     """The model card of a run (its ``state``), without metrics: the caller evaluates and sets them."""
     return ModelCard(
         architecture=cfg.arch,
-        config={**asdict(cfg), "selection_split": val_name, "init_model": state.get("init_model")},
+        config={**asdict(cfg), "selection_split": val_name, "init_model": state.get("init_model"),
+                **({"distribution": state["distribution"]} if state.get("distribution") else {})},
         data=data.describe(),
         epochs=state["epoch"],
         best_epoch=state["best_epoch"],

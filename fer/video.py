@@ -253,6 +253,26 @@ def _read_frames(cap, limits: VideoLimits, fps: float) -> Iterator[np.ndarray]:
         yield frame
 
 
+def sample_frames(source: str | Path, every: int = 1,
+                  limits: VideoLimits | None = None) -> Iterator[tuple[int, float, np.ndarray]]:
+    """``(frame index, time in s, BGR frame)`` of every ``every``-th frame of a video (the first one
+    included), read as :func:`analyze_video` reads them; ``limits`` checked first and as frames come."""
+    import cv2
+
+    if int(every) < 1:
+        raise ValueError(f"every={every} must be 1 or more")
+    info = probe_video(source)
+    limits = limits or VideoLimits()
+    limits.check(info)
+    cap = cv2.VideoCapture(str(source))
+    try:
+        for i, frame in enumerate(_read_frames(cap, limits, info.fps)):
+            if i % int(every) == 0:
+                yield i, round(i / info.fps, 3), frame
+    finally:
+        cap.release()
+
+
 def _emit(result: VideoResult, faces: list, frame: np.ndarray, writer) -> None:
     from fer.draw import draw
 

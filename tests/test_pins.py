@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-LOCKS = {"requirements.in": "requirements.txt", "requirements-dev.in": "requirements-dev.txt"}
+LOCKS = {"requirements.in": "requirements.txt", "requirements-scale.in": "requirements-scale.txt",
+         "requirements-dev.in": "requirements-dev.txt"}
 LOCK_COMMAND = "pip-compile --allow-unsafe --no-emit-find-links --no-emit-index-url --strip-extras"
 APP_COMMAND = "pip install -r requirements.txt && streamlit run app.py"
 TEST_COMMAND = "pip install -r requirements-dev.txt && python -m pytest"

@@ -28,7 +28,7 @@ _clean_problem_modules_except_keras.fer_patch = True  # type: ignore[attr-define
 
 NOT_PATCHED = ("This Streamlit has no streamlit.runtime.scriptrunner.script_runner._clean_problem_modules, the "
                "private hook ui/patches.py replaces: Keras' state is cleared after every rerun, which slows the "
-               "live webcam. Install the Streamlit that constraints.txt pins, or port ui/patches.py to this one.")
+               "live webcam. Install the Streamlit that requirements.txt pins, or port ui/patches.py to this one.")
 """What the app shows (and logs) when :func:`keep_keras_state` finds nothing to patch."""
 
 
