@@ -21,7 +21,7 @@ import copy
 import threading
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -30,6 +30,9 @@ from fer.faces import Face, Point, check_min_score, detect_in_bgr, align_crop
 from fer.images import FACE_SIZE, load_bgr, to_bgr
 from fer.labels import EMOTIONS, NUM_CLASSES
 from fer.profiles import DEFAULT_PROFILE, check_profile, load_profile
+
+if TYPE_CHECKING:
+    from fer.stream import LiveStream
 
 ModelArg = Any
 """None (the shipped default), a path to a ``.keras`` file, ``(keras.Model, ModelCard)`` or a keras.Model."""
@@ -68,10 +71,14 @@ class FaceResult:
         }
 
 
-def _result(face: Face, crop: np.ndarray, probs: np.ndarray) -> FaceResult:
+def make_result(face: Face, crop: np.ndarray, probs: np.ndarray, track_id: int | None = None) -> FaceResult:
+    """The :class:`FaceResult` of a detected face, its 48x48 crop and its 7 probabilities."""
     best = int(np.argmax(probs))
     scores = {name: float(p) for name, p in zip(EMOTIONS, probs)}
-    return FaceResult(face.box, face.eyes, face.score, EMOTIONS[best], float(probs[best]), scores, crop)
+    return FaceResult(face.box, face.eyes, face.score, EMOTIONS[best], float(probs[best]), scores, crop, track_id)
+
+
+_result = make_result
 
 
 def _check_shape(model) -> None:
@@ -171,6 +178,13 @@ class EmotionRecognizer:
         crops = np.stack([align_crop(gray, f, FACE_SIZE, self.detector) for f in faces])
         probs = self.classify(crops)
         return [_result(f, c, p) for f, c, p in zip(faces, crops, probs)]
+
+    def stream(self, **options) -> "LiveStream":
+        """A :class:`fer.stream.LiveStream` for one camera: ``stream.process(frame_bgr)`` per frame gives
+        :meth:`analyze`'s results, faster (tracking between detections, ONNX Runtime); ``options`` go to it."""
+        from fer.stream import LiveStream
+
+        return LiveStream(self, **options)
 
     def analyze_file(self, source: str | Path | bytes, min_score: float | None = None,
                      input_size: int | None = None) -> list[FaceResult]:
