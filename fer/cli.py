@@ -86,6 +86,9 @@ def build_parser() -> argparse.ArgumentParser:
         cli_predict = None
     if cli_predict is not None:
         cli_predict.add_commands(sub)
+    from fer import export
+
+    export.add_command(sub)
     return parser
 
 
