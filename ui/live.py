@@ -2,7 +2,10 @@
 
 A :class:`LiveProcessor` belongs to one browser session. The page sets its options
 (:meth:`LiveProcessor.configure`) from widgets outside the frame callback; the callback, running
-in streamlit-webrtc's worker thread, only calls :meth:`LiveProcessor.process`. Results go out
+in streamlit-webrtc's worker thread, only calls :meth:`LiveProcessor.process`, which runs the
+session's own :class:`fer.stream.LiveStream` (tracking between detections). From the frames'
+timestamps it also tells the camera's frame rate, the frames skipped while the server was busy and
+how far the labels are behind the camera (:class:`CameraClock`). Results go out
 through a bounded queue that drops its oldest entry when the page does not keep up. No Streamlit.
 """
 
@@ -29,7 +32,42 @@ class FrameResult:
     emotion: str | None  # main (largest) face
     score: float
     scores: dict  # main face's probabilities (empty without a face)
-    latency_ms: float
+    latency_ms: float  # time to analyse and draw this frame
+    camera_fps: float = 0.0  # the camera's own frame rate (from the frame timestamps; 0: unknown)
+    skipped: int = 0  # camera frames skipped so far because the server was busy
+    behind_ms: float = 0.0  # how far this frame's labels are behind the camera (0: unknown)
+
+
+class CameraClock:
+    """Camera frame rate, skipped frames and lag, from the timestamps of the frames that get processed.
+
+    streamlit-webrtc hands the callback the newest frame each time it is free, so the gap between
+    two processed frames' timestamps is a whole number of camera frame periods; the period is the
+    shortest gap seen lately. The lag is how much later than the least-delayed frame so far a frame
+    is done: the queueing and processing the server adds (network and browser delays not counted).
+    """
+
+    def __init__(self, window: int = 90) -> None:
+        self.gaps: deque[float] = deque(maxlen=window)
+        self.last: float | None = None
+        self.offset: float | None = None  # smallest arrival time - frame time seen
+        self.skipped = 0
+
+    def tick(self, frame_time: float | None, arrived: float, done: float) -> tuple[float, int, float]:
+        """``(camera frames/s, frames skipped so far, ms behind the camera)`` after one processed frame."""
+        if frame_time is None:
+            return 0.0, self.skipped, 0.0
+        if self.last is not None and frame_time < self.last:  # a new stream: timestamps restart
+            self.gaps.clear()
+            self.last, self.offset = None, None
+        if self.last is not None and frame_time > self.last:
+            gap = frame_time - self.last
+            self.gaps.append(gap)
+            self.skipped += max(0, round(gap / min(self.gaps)) - 1)
+        self.last = frame_time
+        self.offset = arrived - frame_time if self.offset is None else min(self.offset, arrived - frame_time)
+        fps = 1.0 / min(self.gaps) if self.gaps else 0.0
+        return fps, self.skipped, 1000.0 * (done - (frame_time + self.offset))
 
 
 class FpsMeter:
@@ -67,6 +105,8 @@ class LiveProcessor:
         self.smoothing = True
         self.min_score = 0.5
         self.tracker = FaceTracker()
+        self.stream = None
+        self.clock = CameraClock()
         self.fps = FpsMeter()
         self.results: queue.Queue[FrameResult] = queue.Queue(maxsize=queue_size)
         self.frames = 0
@@ -87,20 +127,25 @@ class LiveProcessor:
         with self._lock:
             if model_key != self.model_key or smoothing != self.smoothing:
                 self.tracker.reset()
+            if self.stream is None or recognizer is not self.recognizer or float(min_score) != self.min_score:
+                self.stream = recognizer.stream(min_score=min_score)
             self.recognizer, self.model_key = recognizer, model_key
             self.smoothing, self.min_score = bool(smoothing), float(min_score)
 
-    def process(self, image_bgr: np.ndarray) -> np.ndarray:
-        """Analyse one frame, draw the faces on a copy, queue the main face's result; returns the copy."""
+    def process(self, image_bgr: np.ndarray, frame_time: float | None = None) -> np.ndarray:
+        """Analyse one frame, draw the faces on a copy, queue the main face's result; returns the copy.
+
+        ``frame_time`` is the frame's timestamp in seconds (``av.VideoFrame.time``), for the camera's
+        frame rate, the skipped frames and the lag; None leaves them unknown."""
         from fer.draw import draw
 
-        t0 = time.perf_counter()
+        t0, arrived = time.perf_counter(), time.time()
         with self._lock:
-            recognizer, smoothing, min_score = self.recognizer, self.smoothing, self.min_score
-            if recognizer is None:
+            stream, smoothing = self.stream, self.smoothing
+            if stream is None:
                 return image_bgr
             try:
-                results = recognizer.analyze(image_bgr, min_score=min_score)
+                results = stream.process(image_bgr)
                 if smoothing:
                     results = self.tracker.update(results)
             except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the stream
@@ -114,12 +159,14 @@ class LiveProcessor:
         if face is not None:
             with self._lock:
                 self._latest = (face.crop, now)
+        camera_fps, skipped, behind_ms = self.clock.tick(frame_time, arrived, time.time())
         self.put(FrameResult(
             t=now, fps=self.fps.tick(now), n_faces=len(results),
             emotion=None if face is None else str(face.emotion),
             score=0.0 if face is None else float(face.score),
             scores={} if face is None else {e: float(face.scores.get(e, 0.0)) for e in EMOTIONS},
-            latency_ms=(time.perf_counter() - t0) * 1000))
+            latency_ms=(time.perf_counter() - t0) * 1000, camera_fps=camera_fps, skipped=skipped,
+            behind_ms=behind_ms))
         return annotated
 
     def put(self, item: FrameResult) -> None:

@@ -1,0 +1,33 @@
+"""The live page's camera figures: camera frames/s, frames skipped and lag, from frame timestamps."""
+
+from __future__ import annotations
+
+import pytest
+
+from ui.live import CameraClock
+
+
+def test_clock_counts_the_frames_skipped_between_processed_ones():
+    clock = CameraClock()
+    period = 1 / 30
+    # processed: camera frames 0, 1, 3, 6 (1 then 2 skipped); each done 10 ms after it arrived
+    out = [clock.tick(k * period, 100 + k * period, 100 + k * period + 0.010) for k in (0, 1, 3, 6)]
+    fps, skipped, behind = out[-1]
+    assert fps == pytest.approx(30.0) and skipped == 3
+    assert behind == pytest.approx(10.0, abs=0.01)
+
+
+def test_clock_measures_the_lag_a_busy_server_adds():
+    clock = CameraClock()
+    clock.tick(0.0, 50.0, 50.005)
+    fps, skipped, behind = clock.tick(0.1, 50.25, 50.3)  # arrived 150 ms later than the first frame's pace
+    assert behind == pytest.approx(200.0, abs=0.01) and skipped == 0 and fps == pytest.approx(10.0)
+
+
+def test_clock_without_timestamps_and_after_a_restart():
+    clock = CameraClock()
+    assert clock.tick(None, 1.0, 1.0) == (0.0, 0, 0.0)
+    clock.tick(5.0, 10.0, 10.0)
+    clock.tick(5.1, 10.1, 10.1)
+    fps, _, behind = clock.tick(0.0, 20.0, 20.01)  # the stream restarted: timestamps from 0 again
+    assert fps == 0.0 and behind == pytest.approx(10.0, abs=0.01)  # the new stream is its own reference
