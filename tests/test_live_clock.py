@@ -31,3 +31,12 @@ def test_clock_without_timestamps_and_after_a_restart():
     clock.tick(5.1, 10.1, 10.1)
     fps, _, behind = clock.tick(0.0, 20.0, 20.01)  # the stream restarted: timestamps from 0 again
     assert fps == 0.0 and behind == pytest.approx(10.0, abs=0.01)  # the new stream is its own reference
+
+
+def test_clock_period_survives_jittery_timestamps():
+    clock = CameraClock()
+    t = 0.0
+    for k, jitter in enumerate([0.0, -0.007, 0.006, 0.0, 0.004, -0.005, 0.0, 0.002]):
+        clock.tick(t + jitter, 10 + t, 10 + t + 0.01)
+        t += 1 / 30
+    assert clock.period() == pytest.approx(1 / 30, rel=0.15) and clock.skipped == 0

@@ -43,8 +43,8 @@ class CameraClock:
 
     streamlit-webrtc hands the callback the newest frame each time it is free, so the gap between
     two processed frames' timestamps is a whole number of camera frame periods; the period is the
-    shortest gap seen lately. The lag is how much later than the least-delayed frame so far a frame
-    is done: the queueing and processing the server adds (network and browser delays not counted).
+    typical gap among the shorter ones seen lately. The lag is how much later than the least-delayed
+    frame so far a frame is done: the queueing and processing the server adds (network and browser delays not counted).
     """
 
     def __init__(self, window: int = 90) -> None:
@@ -52,6 +52,12 @@ class CameraClock:
         self.last: float | None = None
         self.offset: float | None = None  # smallest arrival time - frame time seen
         self.skipped = 0
+
+    def period(self) -> float:
+        """The camera's frame period: the median of the recent gaps near their lower quartile (one period;
+        the timestamps jitter, and longer gaps hold skipped frames)."""
+        low = float(np.percentile(self.gaps, 25))
+        return float(np.median([g for g in self.gaps if g <= 1.5 * low]))
 
     def tick(self, frame_time: float | None, arrived: float, done: float) -> tuple[float, int, float]:
         """``(camera frames/s, frames skipped so far, ms behind the camera)`` after one processed frame."""
@@ -63,10 +69,10 @@ class CameraClock:
         if self.last is not None and frame_time > self.last:
             gap = frame_time - self.last
             self.gaps.append(gap)
-            self.skipped += max(0, round(gap / min(self.gaps)) - 1)
+            self.skipped += max(0, round(gap / self.period()) - 1)
         self.last = frame_time
         self.offset = arrived - frame_time if self.offset is None else min(self.offset, arrived - frame_time)
-        fps = 1.0 / min(self.gaps) if self.gaps else 0.0
+        fps = 1.0 / self.period() if self.gaps else 0.0
         return fps, self.skipped, 1000.0 * (done - (frame_time + self.offset))
 
 
