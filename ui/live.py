@@ -56,7 +56,7 @@ class CameraClock:
     def period(self) -> float:
         """The camera's frame period: the median of the recent gaps near their lower quartile (one period;
         the timestamps jitter, and longer gaps hold skipped frames)."""
-        low = float(np.percentile(self.gaps, 25))
+        low = min(float(np.percentile(self.gaps, 25)), 1.2 * min(self.gaps))
         return float(np.median([g for g in self.gaps if g <= 1.5 * low]))
 
     def tick(self, frame_time: float | None, arrived: float, done: float) -> tuple[float, int, float]:
