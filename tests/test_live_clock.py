@@ -39,4 +39,4 @@ def test_clock_period_survives_jittery_timestamps():
     for k, jitter in enumerate([0.0, -0.007, 0.006, 0.0, 0.004, -0.005, 0.0, 0.002]):
         clock.tick(t + jitter, 10 + t, 10 + t + 0.01)
         t += 1 / 30
-    assert clock.period() == pytest.approx(1 / 30, rel=0.15) and clock.skipped == 0
+    assert clock.period() == pytest.approx(1 / 30, rel=0.15) and clock.skipped <= 1

@@ -51,6 +51,8 @@ class CameraClock:
         self.gaps: deque[float] = deque(maxlen=window)
         self.last: float | None = None
         self.offset: float | None = None  # smallest arrival time - frame time seen
+        self.first: float | None = None
+        self.count = 0
         self.skipped = 0
 
     def period(self) -> float:
@@ -65,11 +67,13 @@ class CameraClock:
             return 0.0, self.skipped, 0.0
         if self.last is not None and frame_time < self.last:  # a new stream: timestamps restart
             self.gaps.clear()
-            self.last, self.offset = None, None
+            self.last, self.offset, self.first, self.count = None, None, None, 0
         if self.last is not None and frame_time > self.last:
-            gap = frame_time - self.last
-            self.gaps.append(gap)
-            self.skipped += max(0, round(gap / self.period()) - 1)
+            self.gaps.append(frame_time - self.last)
+        self.first = frame_time if self.first is None else self.first
+        self.count += 1
+        if self.gaps:  # camera frames since the first one, less those processed (jitter cancels out)
+            self.skipped = max(self.skipped, round((frame_time - self.first) / self.period()) + 1 - self.count)
         self.last = frame_time
         self.offset = arrived - frame_time if self.offset is None else min(self.offset, arrived - frame_time)
         fps = 1.0 / self.period() if self.gaps else 0.0
