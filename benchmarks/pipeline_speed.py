@@ -13,6 +13,7 @@ sequence divided by the frames):
   frame (a fresh stream each round), and each lever of it switched off in turn (cumulative, from
   ``analyze`` with the live profile to the full stream);
 - **photo**: ``fer.EmotionRecognizer().analyze(frame)`` (the photo profile: ensemble + flip TTA);
+- **the model alone**: the live profile's classification of one face per call, Keras vs ONNX Runtime;
 - **the `fer` package**: PyPI ``fer`` 25.10.3, ``FER().detect_emotions(frame)``, in its own venv
   (its import name clashes with this project's), driven by a worker subprocess that times the
   same frames when told to. The venv is made with the package's own dependencies (torch first,
@@ -147,6 +148,25 @@ def live_variants(live) -> dict:
     }
 
 
+def classifier_variants(live, frames) -> dict:
+    """The model alone on the live profile, one face per call: Keras graph vs ONNX Runtime (ms per face)."""
+    from fer.stream import onnx_classifier
+
+    crops = [r.crop[None] for f in frames[:30] for r in live.analyze(f)[:1]]
+    onnx = onnx_classifier(live)
+
+    def per_face(classify):
+        def run():
+            t = time.perf_counter()
+            for c in crops:
+                classify(c)
+            return {"ms": 1000 * (time.perf_counter() - t) / len(crops), "found": len(crops)}
+        return run
+
+    return {"model alone, Keras tf.function (ms per face)": per_face(live.classify),
+            "model alone, ONNX Runtime (ms per face)": per_face(onnx.probabilities)}
+
+
 def timed(fn, frames) -> dict:
     t = time.perf_counter()
     found = fn(frames)
@@ -171,7 +191,7 @@ def report(best: dict[str, dict], n: int, fer_name: str | None) -> None:
     print("|---|---|---|---|" + ("---|" if fer_name else ""))
     fer_ms = best[fer_name]["ms"] if fer_name else None
     for name, res in best.items():
-        ratio = f" {fer_ms / res['ms']:.1f}x |" if fer_name else ""
+        ratio = f" {fer_ms / res['ms']:.1f}x |" if fer_name and "per face" not in name else (" |" if fer_name else "")
         print(f"| {name} | {res['ms']:.1f} | {1000 / res['ms']:.0f} | {res['found']} |{ratio}")
 
 
@@ -206,7 +226,8 @@ def main() -> int:
         ours = {**live_variants(live), "photo: EmotionRecognizer().analyze (ensemble, flip TTA, refinement)":
                 lambda fr: sum(len(photo.analyze(f)) > 0 for f in fr)}
         contenders = {fer_name: worker.round,
-                      **{name: (lambda fn=fn: timed(fn, frames)) for name, fn in ours.items()}}
+                      **{name: (lambda fn=fn: timed(fn, frames)) for name, fn in ours.items()},
+                      **classifier_variants(live, frames)}
         try:
             best = run_rounds(contenders, args.rounds)
         finally:
