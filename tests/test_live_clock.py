@@ -40,3 +40,14 @@ def test_clock_period_survives_jittery_timestamps():
         clock.tick(t + jitter, 10 + t, 10 + t + 0.01)
         t += 1 / 30
     assert clock.period() == pytest.approx(1 / 30, rel=0.15) and clock.skipped <= 1
+
+
+def test_timeline_is_thinned_for_the_chart_and_keeps_the_newest_point():
+    from ui.live import FrameResult, Timeline
+
+    timeline = Timeline(window_s=60)
+    items = [FrameResult(100 + i / 30, 30.0, 1, "happy", 0.9, {"happy": 0.9}, 3.0) for i in range(1800)]
+    timeline.extend(items, now=160.0)
+    times, scores = timeline.series(now=160.0, max_points=300)
+    assert len(times) <= 300 and len(times) == len(scores)
+    assert times[-1] == pytest.approx(items[-1].t - 160.0) and times == sorted(times)

@@ -217,6 +217,12 @@ class Timeline:
         while self.points and now - self.points[0].t > self.window_s:
             self.points.popleft()
 
-    def series(self, now: float | None = None) -> tuple[list[float], list[dict]]:
+    def series(self, now: float | None = None, max_points: int = 300) -> tuple[list[float], list[dict]]:
+        """Seconds before ``now`` and probabilities of the kept points, thinned to at most ``max_points``
+        (a minute at 30 frames/s is 1800 points: redrawing them every second cost each session ~70 ms
+        of server CPU and its browser as much again)."""
         now = time.time() if now is None else now
-        return [p.t - now for p in self.points], [p.scores for p in self.points]
+        points = list(self.points)
+        step = max(1, -(-len(points) // max_points))
+        kept = points[::-1][::step][::-1]  # thinned from the newest point back
+        return [p.t - now for p in kept], [p.scores for p in kept]
