@@ -38,9 +38,12 @@ timeline: Timeline = st.session_state["live_timeline"]
 processor.configure(recognizer, sel.key, smoothing, min_score)
 
 
-def video_frame_callback(frame: av.VideoFrame) -> av.VideoFrame:
-    image = frame.to_ndarray(format="bgr24")
-    return av.VideoFrame.from_ndarray(processor.process(image, frame.time), format="bgr24")
+async def queued_frames_callback(frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
+    """Every camera frame that came in while the last one was analysed: the newest is analysed, the
+    others are skipped (and counted), so the labels stay live."""
+    frame = frames[-1]
+    image = processor.process(frame.to_ndarray(format="bgr24"), frame.time, received=len(frames))
+    return [av.VideoFrame.from_ndarray(image, format="bgr24")]
 
 
 if state.server_session_available():
@@ -49,7 +52,7 @@ if state.server_session_available():
         mode=WebRtcMode.SENDRECV,
         rtc_configuration={"iceServers": cfg.ice_servers},
         media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False},
-        video_frame_callback=video_frame_callback,
+        queued_video_frames_callback=queued_frames_callback,
         async_processing=True,
     )
     playing = bool(ctx.state.playing)

@@ -3,9 +3,9 @@
 A :class:`LiveProcessor` belongs to one browser session. The page sets its options
 (:meth:`LiveProcessor.configure`) from widgets outside the frame callback; the callback, running
 in streamlit-webrtc's worker thread, only calls :meth:`LiveProcessor.process`, which runs the
-session's own :class:`fer.stream.LiveStream` (tracking between detections). From the frames'
-timestamps it also tells the camera's frame rate, the frames skipped while the server was busy and
-how far the labels are behind the camera (:class:`CameraClock`). Results go out
+session's own :class:`fer.stream.LiveStream` (tracking between detections). From the frames that
+arrived meanwhile and their timestamps it also tells the camera's frame rate, the frames skipped
+while the server was busy and how far the labels are behind the camera (:class:`CameraClock`). Results go out
 through a bounded queue that drops its oldest entry when the page does not keep up. No Streamlit.
 """
 
@@ -39,44 +39,38 @@ class FrameResult:
 
 
 class CameraClock:
-    """Camera frame rate, skipped frames and lag, from the timestamps of the frames that get processed.
+    """Camera frame rate, skipped frames and lag, for a stream whose frames come in batches.
 
-    streamlit-webrtc hands the callback the newest frame each time it is free, so the gap between
-    two processed frames' timestamps is a whole number of camera frame periods; the period is the
-    typical gap among the shorter ones seen lately. The lag is how much later than the least-delayed
-    frame so far a frame is done: the queueing and processing the server adds (network and browser delays not counted).
+    streamlit-webrtc hands the page's queued-frames callback every camera frame that arrived while
+    the previous one was being analysed; the newest is analysed, the others are skipped. So the
+    skipped frames are counted exactly, and the camera's rate is the frames received over the span
+    of their timestamps. The lag is how much later than the least-delayed frame so far a frame is
+    done: the waiting and processing the server adds (network and browser delays not counted).
     """
 
-    def __init__(self, window: int = 90) -> None:
-        self.gaps: deque[float] = deque(maxlen=window)
+    def __init__(self) -> None:
+        self.first: float | None = None  # timestamp of the first frame analysed
         self.last: float | None = None
+        self.received = 0  # camera frames received after the first one analysed
         self.offset: float | None = None  # smallest arrival time - frame time seen
-        self.first: float | None = None
-        self.count = 0
         self.skipped = 0
 
-    def period(self) -> float:
-        """The camera's frame period: the median of the recent gaps near their lower quartile (one period;
-        the timestamps jitter, and longer gaps hold skipped frames)."""
-        low = min(float(np.percentile(self.gaps, 25)), 1.2 * min(self.gaps))
-        return float(np.median([g for g in self.gaps if g <= 1.5 * low]))
-
-    def tick(self, frame_time: float | None, arrived: float, done: float) -> tuple[float, int, float]:
-        """``(camera frames/s, frames skipped so far, ms behind the camera)`` after one processed frame."""
+    def tick(self, frame_time: float | None, arrived: float, done: float, received: int = 1) -> tuple[float, int, float]:
+        """``(camera frames/s, frames skipped so far, ms behind the camera)`` after analysing the newest of
+        ``received`` frames (timestamp ``frame_time`` in s, None: unknown; ``arrived``/``done``: time.time())."""
+        self.skipped += max(0, int(received) - 1)
         if frame_time is None:
             return 0.0, self.skipped, 0.0
         if self.last is not None and frame_time < self.last:  # a new stream: timestamps restart
-            self.gaps.clear()
-            self.last, self.offset, self.first, self.count = None, None, None, 0
-        if self.last is not None and frame_time > self.last:
-            self.gaps.append(frame_time - self.last)
-        self.first = frame_time if self.first is None else self.first
-        self.count += 1
-        if self.gaps:  # camera frames since the first one, less those processed (jitter cancels out)
-            self.skipped = max(self.skipped, round((frame_time - self.first) / self.period()) + 1 - self.count)
+            self.first, self.offset, self.received = None, None, 0
+        if self.first is None:
+            self.first = frame_time
+        else:
+            self.received += int(received)
         self.last = frame_time
         self.offset = arrived - frame_time if self.offset is None else min(self.offset, arrived - frame_time)
-        fps = 1.0 / self.period() if self.gaps else 0.0
+        span = frame_time - self.first
+        fps = self.received / span if span > 0 else 0.0
         return fps, self.skipped, 1000.0 * (done - (frame_time + self.offset))
 
 
@@ -142,11 +136,12 @@ class LiveProcessor:
             self.recognizer, self.model_key = recognizer, model_key
             self.smoothing, self.min_score = bool(smoothing), float(min_score)
 
-    def process(self, image_bgr: np.ndarray, frame_time: float | None = None) -> np.ndarray:
+    def process(self, image_bgr: np.ndarray, frame_time: float | None = None, received: int = 1) -> np.ndarray:
         """Analyse one frame, draw the faces on a copy, queue the main face's result; returns the copy.
 
-        ``frame_time`` is the frame's timestamp in seconds (``av.VideoFrame.time``), for the camera's
-        frame rate, the skipped frames and the lag; None leaves them unknown."""
+        ``frame_time`` is the frame's timestamp in seconds (``av.VideoFrame.time``) and ``received`` the
+        camera frames that came in since the last call (this one included: the others are skipped),
+        for the camera's frame rate, the skipped frames and the lag; None leaves them unknown."""
         from fer.draw import draw
 
         t0, arrived = time.perf_counter(), time.time()
@@ -169,7 +164,7 @@ class LiveProcessor:
         if face is not None:
             with self._lock:
                 self._latest = (face.crop, now)
-        camera_fps, skipped, behind_ms = self.clock.tick(frame_time, arrived, time.time())
+        camera_fps, skipped, behind_ms = self.clock.tick(frame_time, arrived, time.time(), received)
         self.put(FrameResult(
             t=now, fps=self.fps.tick(now), n_faces=len(results),
             emotion=None if face is None else str(face.emotion),
