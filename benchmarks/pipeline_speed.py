@@ -200,8 +200,12 @@ def main() -> int:
     parser.add_argument("--frames", type=int, default=120)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--fer-venv", type=Path, default=DEFAULT_VENV, help=f"default {DEFAULT_VENV}")
+    parser.add_argument("--fer-python", type=Path, help="python of an existing venv with the `fer` package "
+                                                        "(instead of --fer-venv)")
     parser.add_argument("--no-install", action="store_true", help="do not install the `fer` package when missing")
     args = parser.parse_args()
+    if args.fer_python:
+        args.fer_venv, args.no_install = args.fer_python.parent.parent, True
 
     if not fer_ready(args.fer_venv):
         if args.no_install:
