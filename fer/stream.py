@@ -10,7 +10,8 @@
 What it does differently from :meth:`fer.inference.EmotionRecognizer.analyze` (each lever is
 timed by ``benchmarks/pipeline_speed.py``):
 
-- **detect every Nth frame, track in between**: the faces' five landmarks are followed with
+- **detect every Nth frame, track in between** (and on frames without a face, look every Nth
+  frame only: a new face shows up within N frames): the faces' five landmarks are followed with
   pyramidal Lucas-Kanade optical flow (forward and backward); the box moves with them. A face whose
   points do not come back to where they started (the tracker lost confidence), or whose eye
   distance jumps, makes the detector run again on that same frame.
@@ -107,7 +108,7 @@ class LiveStream:
         self._tracks: list[_Tracked] = []
         self._prev_gray: np.ndarray | None = None
         self._gray: np.ndarray | None = None
-        self._since_detect = 0
+        self._since_detect = self.detect_every  # the first frame is a detection frame
         self._next_id = 1
         self.stats = StreamStats()
 
@@ -122,7 +123,13 @@ class LiveStream:
             bgr = to_bgr(frame, channels)
             gray = self._gray_of(bgr, cv2)
             self.stats.frames += 1
-            tracked = self._track(gray, cv2) if self._tracks and self._since_detect < self.detect_every else None
+            due = self._since_detect >= self.detect_every
+            if due:
+                tracked = None
+            elif self._tracks:
+                tracked = self._track(gray, cv2)  # None when a face was lost
+            else:  # no face lately: the detector looks again every Nth frame only
+                tracked, self._since_detect = [], self._since_detect + 1
             if tracked is None:
                 tracked = self._detect(bgr, gray, cv2)
             self._tracks = tracked
@@ -138,7 +145,8 @@ class LiveStream:
     def _gray_of(self, bgr: np.ndarray, cv2) -> np.ndarray:
         buf = self._gray
         if self._prev_gray is not None and self._prev_gray.shape != bgr.shape[:2]:
-            self._prev_gray, self._tracks = None, []  # a new frame size: nothing to track from
+            self._prev_gray, self._tracks = None, []  # a new frame size: nothing to track from, detect now
+            self._since_detect = self.detect_every
         if buf is None or buf.shape != bgr.shape[:2]:
             return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)
         return cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY, dst=buf)

@@ -108,3 +108,11 @@ def test_a_new_frame_size_starts_afresh(live, moving):
 def test_bad_options_say_what_to_use(live, kwargs, message):
     with pytest.raises(ValueError, match=message):
         live.stream(**kwargs)
+
+
+def test_frames_without_a_face_run_the_detector_every_nth_frame_only(live, moving):
+    stream = live.stream(detect_every=4)
+    empty = [stream.process(scenes.background()) for _ in range(8)]
+    assert empty == [[]] * 8 and stream.stats.detections == 2  # frames 1 and 5
+    found = [stream.process(s.image) for s in moving[:4]]  # a face walks in
+    assert found[-1] and stream.stats.detections == 3
