@@ -64,7 +64,9 @@ def keras_probabilities(model, faces: np.ndarray) -> np.ndarray:
 
 def runner(fmt: str, path: str | Path):
     """``f(faces uint8 (n, 48, 48)) -> (n, 7)`` running an exported file in its own runtime."""
-    x_of = lambda faces: np.asarray(faces, np.float32)[..., None]  # noqa: E731
+    def x_of(faces):
+        return np.asarray(faces, np.float32)[..., None]
+
     if fmt == "onnx":
         from fer.onnx_runtime import OnnxClassifier
 
@@ -123,7 +125,9 @@ def _write_tflite(model, target: Path) -> None:
     except ImportError:
         raise ValueError("--format tflite needs TensorFlow's converter (tensorflow is not installed); "
                          "pip install tensorflow, or export --format onnx") from None
-    from tensorflow.python.framework.convert_to_constants import convert_variables_to_constants_v2
+    from tensorflow.python.framework.convert_to_constants import (
+        convert_variables_to_constants_v2,
+    )
 
     # frozen first: the augmentation layer's random-seed variable would otherwise stay a READ_VARIABLE
     # that LiteRT never initialises, and every output would be NaN

@@ -10,12 +10,12 @@ The converter covers the layers this project's architectures use (Conv2D, BatchN
 Activation/ReLU/Softmax, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dense,
 Add, Rescaling; dropout, noise and :class:`fer.model.FaceAugment` are identities at inference),
 in any graph of them. The preprocessing (``Rescaling``) stays in the graph. A model with another
-layer gets a ``ValueError`` that names it. Parity with Keras: ``tests/test_onnx_runtime.py``.
+layer gets a ``ValueError`` that names it. Parity with Keras: ``tests/test_export.py``.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -239,11 +239,6 @@ class OnnxClassifier:
         buf = self._buffer(len(x), x.shape)
         np.copyto(buf, x, casting="unsafe")
         return self.session.run(None, {self.input_name: buf})[0]
-
-
-def onnx_predictor(model, threads: int = 1) -> Callable[[np.ndarray], np.ndarray]:
-    """``f(x) -> probabilities`` for a Keras model, on ONNX Runtime (converted once per call of this)."""
-    return OnnxClassifier(keras_to_onnx(model), threads=threads)
 
 
 class OnnxEnsemble:

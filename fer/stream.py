@@ -37,7 +37,7 @@ import numpy as np
 from fer.faces import Face, align_crop, check_min_score, detect_in_bgr
 from fer.images import FACE_SIZE, to_bgr
 
-_ONNX: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
+_ONNX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _ONNX_LOCK = threading.Lock()
 
 LK_PARAMS = {"winSize": (21, 21), "maxLevel": 3}

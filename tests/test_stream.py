@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 import scenes
+
 from fer.labels import EMOTIONS
 
 
