@@ -86,3 +86,16 @@ def test_cli_export_writes_the_model_and_its_card(tmp_path, capsys):
     assert main(["export", "--format", "onnx", "--out", str(tmp_path)]) == 0
     assert (tmp_path / "fer.onnx").is_file() and (tmp_path / "fer.json").is_file()
     assert "largest probability difference from Keras" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("profile", ["live", "photo"])
+def test_onnx_ensemble_matches_the_profile_on_500_faces(profile, faces):
+    """What the live stream classifies with: the profile's members, TTA views and prior correction on ONNX Runtime."""
+    from fer.onnx_runtime import OnnxEnsemble
+    from fer.profiles import load_profile
+
+    ensemble = load_profile(profile)
+    got = OnnxEnsemble(ensemble).probabilities(faces)
+    assert np.abs(got - ensemble.probabilities(faces)).max() <= PARITY_TOLERANCE
+    raw = OnnxEnsemble(ensemble).probabilities(faces, corrected=False)
+    assert np.abs(raw - ensemble.probabilities(faces, corrected=False)).max() <= PARITY_TOLERANCE
