@@ -38,9 +38,12 @@ timeline: Timeline = st.session_state["live_timeline"]
 processor.configure(recognizer, sel.key, smoothing, min_score)
 
 
-def video_frame_callback(frame: av.VideoFrame) -> av.VideoFrame:
-    image = frame.to_ndarray(format="bgr24")
-    return av.VideoFrame.from_ndarray(processor.process(image), format="bgr24")
+async def queued_frames_callback(frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
+    """Every camera frame that came in while the last one was analysed: the newest is analysed, the
+    others are skipped (and counted), so the labels stay live."""
+    frame = frames[-1]
+    image = processor.process(frame.to_ndarray(format="bgr24"), frame.time, received=len(frames))
+    return [av.VideoFrame.from_ndarray(image, format="bgr24")]
 
 
 if state.server_session_available():
@@ -49,7 +52,7 @@ if state.server_session_available():
         mode=WebRtcMode.SENDRECV,
         rtc_configuration={"iceServers": cfg.ice_servers},
         media_stream_constraints={"video": {"width": {"ideal": 640}, "height": {"ideal": 480}}, "audio": False},
-        video_frame_callback=video_frame_callback,
+        queued_video_frames_callback=queued_frames_callback,
         async_processing=True,
     )
     playing = bool(ctx.state.playing)
@@ -65,10 +68,19 @@ def live_panel():
     last = timeline.last
     fresh = last is not None and playing and time.time() - last.t < 5
     m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Frames per second", f"{last.fps:.1f}" if fresh else "0.0")
-    m2.metric("Faces", last.n_faces if fresh else 0)
-    m3.metric("Main face", f"{last.emotion} {last.score:.0%}" if fresh and last.emotion else "–")
-    m4.metric("Time per frame", f"{last.latency_ms:.0f} ms" if fresh else "–")
+    m1.metric("Processed frames/s", f"{last.fps:.1f}" if fresh else "0.0",
+              help="Frames the server analysed per second (moving average)")
+    m2.metric("Camera frames/s", f"{last.camera_fps:.1f}" if fresh and last.camera_fps else "–",
+              help="Your camera's frame rate, from the frames' timestamps. Well above the processed rate: "
+                   "the server is the bottleneck.")
+    m3.metric("Frames skipped", last.skipped if fresh else 0,
+              help="Camera frames dropped since the start because the server was still busy with an earlier one")
+    m4.metric("Latency", f"{last.behind_ms:.0f} ms" if fresh and last.camera_fps else "–",
+              help="How far the labels are behind the camera on the server: waiting plus analysis "
+                   f"(analysis alone: {last.latency_ms:.0f} ms per frame)" if fresh else None)
+    n1, n2, _, _ = st.columns(4)
+    n1.metric("Faces", last.n_faces if fresh else 0)
+    n2.metric("Main face", f"{last.emotion} {last.score:.0%}" if fresh and last.emotion else "–")
     if processor.errors:
         st.warning(f"{processor.errors} frame(s) could not be analysed; last error: {processor.last_error}")
     times, scores = timeline.series()

@@ -1,21 +1,27 @@
-"""Frame-to-emotions speed of fer.EmotionRecognizer vs the `fer` package's FER().detect_emotions.
+"""Frame-to-emotions speed: the live stream, the photo path and the `fer` package, in one run.
 
-    python benchmarks/pipeline_speed.py [--model FILE] [--runs 30] [--fer-python /tmp/fer-venv/bin/python]
+    python benchmarks/pipeline_speed.py [--frames 120] [--rounds 5] [--fer-venv ~/.cache/fer-bench/venv-fer]
+                                        [--no-install]
 
-Two 640x480 frames made from the photographs in tests/data: one face (160 px wide, a webcam
-close-up) and five faces (50-96 px). For each: detection ms (CenterFace + landmark refinement,
-and without refinement), classification ms (all faces in one compiled call), total ms per frame
-for ``analyze`` end to end, and frames/s; then classification ms per face at batch 1 and batched.
-Medians over ``--runs`` runs after a warm-up, all in this process.
+The frames: ``--frames`` 640x480 frames of one face (~180 px, a webcam close-up) drifting, nodding
+and leaning over a real background (``tests/scenes.py: moving_face``), 30 frames/s worth of motion.
+Timed on the same frames, in rounds that alternate between the contenders so that a foreign load
+hits them alike (the best round of each is reported, its ms per frame being the total over the
+sequence divided by the frames):
 
-The `fer` package (PyPI ``fer``, not a dependency of this project) is timed on the same frames in
-the same run, in its own environment, because its import name clashes with this package::
+- **live**: ``fer.EmotionRecognizer(profile="live").stream()``, ``stream.process(frame)`` per
+  frame (a fresh stream each round), and each lever of it switched off in turn (cumulative, from
+  ``analyze`` with the live profile to the full stream);
+- **photo**: ``fer.EmotionRecognizer().analyze(frame)`` (the photo profile: ensemble + flip TTA);
+- **the model alone**: the live profile's classification of one face per call, Keras vs ONNX Runtime;
+- **the `fer` package**: PyPI ``fer`` 25.10.3, ``FER().detect_emotions(frame)``, in its own venv
+  (its import name clashes with this project's), driven by a worker subprocess that times the
+  same frames when told to. The venv is made with the package's own dependencies (torch first,
+  then ``fer==25.10.3``, then ``setuptools<81``; ~3 minutes and ~3.7 GB, see
+  /work/shared/notes/fer-package.md) when it is missing, unless ``--no-install``: then no
+  comparison is printed.
 
-    python -m venv /tmp/fer-venv --system-site-packages
-    /tmp/fer-venv/bin/pip install --no-deps fer==25.10.3    # its other deps pull torch, moviepy...
-
-Without ``--fer-python`` (or when it fails) the stand-in is measured instead: Haar cascade with
-the `fer` package's settings + the seed CNN, classified with ``model.predict``.
+Other processes on the machine slow both sides: the ratios are the figures to quote.
 """
 
 from __future__ import annotations
@@ -23,6 +29,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -31,147 +38,216 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-import cv2  # noqa: E402
 import numpy as np  # noqa: E402
 
 import scenes  # noqa: E402
 
-FER_SCRIPT = r"""
-import json, sys, time, statistics, cv2
-try:
-    from fer import FER
-except ImportError:
-    from fer.fer import FER
+FER_VERSION = "25.10.3"
+DEFAULT_VENV = Path.home() / ".cache" / "fer-bench" / "venv-fer"
+INSTALL_STEPS = (["torch==2.13.0"], [f"fer=={FER_VERSION}", "torch==2.13.0"], ["setuptools<81"])
+
+FER_WORKER = r"""
+import json, sys, time
+import numpy as np
+from fer.fer import FER
+frames = np.load(sys.argv[1])
 detector = FER()
-out = {}
-for path in sys.argv[2:]:
-    frame = cv2.imread(path)
-    for _ in range(3):
-        faces = detector.detect_emotions(frame)
-    times = []
-    for _ in range(int(sys.argv[1])):
-        t = time.perf_counter(); faces = detector.detect_emotions(frame); times.append(time.perf_counter() - t)
-    out[path] = {"ms": 1000 * statistics.median(times), "faces": len(faces)}
-print("RESULT " + json.dumps(out))
+for f in frames[:3]:
+    detector.detect_emotions(f)
+print("READY", flush=True)
+for line in sys.stdin:
+    t = time.perf_counter()
+    found = sum(len(detector.detect_emotions(f)) > 0 for f in frames)
+    ms = 1000 * (time.perf_counter() - t) / len(frames)
+    print("RESULT " + json.dumps({"ms": ms, "found": int(found)}), flush=True)
 """
 
 
-def median_ms(fn, runs: int) -> float:
-    fn()
-    times = []
-    for _ in range(runs):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return 1000 * float(np.median(times))
+# ---------------------------------------------------------------- the `fer` package's venv
+
+def fer_python(venv: Path) -> Path:
+    return venv / "bin" / "python"
 
 
-def frames() -> dict[str, np.ndarray]:
-    return {"1 face": scenes.portrait("astronaut.jpg", 160).image, "5 faces": scenes.group(1).image}
+def fer_ready(venv: Path) -> bool:
+    """True when ``venv`` imports the `fer` package's FER (run outside this repo: its name clashes)."""
+    py = fer_python(venv)
+    if not py.is_file():
+        return False
+    probe = "import fer, fer.fer; print(fer.__version__ if hasattr(fer, '__version__') else 'ok')"
+    proc = subprocess.run([str(py), "-c", probe], cwd=tempfile.gettempdir(), capture_output=True, text=True,
+                          timeout=300, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+    return proc.returncode == 0
 
 
-def recognizer(model: str | None):
-    from fer.inference import EmotionRecognizer
-    from fer.modelfile import DEFAULT_MODEL, ModelCard
-
-    if model or DEFAULT_MODEL.is_file():
-        return EmotionRecognizer(model)
-    from fer.model import build_model
-
-    print("(no shipped model yet: timing an untrained VGG, the default architecture)")
-    return EmotionRecognizer((build_model("vgg", augment=False), ModelCard(architecture="vgg")))
-
-
-def ours(rec, runs: int) -> dict[str, dict]:
-    from fer.faces import detect_in_bgr
-
-    out = {}
-    for name, frame in frames().items():
-        faces = rec.detect(frame)
-        crops = np.stack([r.crop for r in rec.analyze(frame)])
-        out[name] = {
-            "faces": len(faces),
-            "detect": median_ms(lambda frame=frame: rec.detect(frame), runs),
-            "detect_no_refine": median_ms(lambda frame=frame: detect_in_bgr(frame, 0.5, refine=False), runs),
-            "classify": median_ms(lambda crops=crops: rec.classify(crops), runs),
-            "total": median_ms(lambda frame=frame: rec.analyze(frame), runs),
-        }
-    one = crops[:1]
-    batch = np.repeat(crops, 32 // len(crops) + 1, axis=0)[:32]
-    out["per_face"] = {"batch 1": median_ms(lambda: rec.classify(one), runs),
-                       f"batch {len(crops)}": median_ms(lambda: rec.classify(crops), runs) / len(crops),
-                       "batch 32": median_ms(lambda: rec.classify(batch), runs) / 32}
-    return out
+def install_fer(venv: Path) -> None:
+    """Make ``venv`` with the `fer` package and its own dependencies (raises RuntimeError on failure)."""
+    print(f"installing the `fer` package {FER_VERSION} into {venv} (about 3 minutes, 3.7 GB)...", flush=True)
+    if venv.exists():
+        shutil.rmtree(venv)
+    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+    for step in INSTALL_STEPS:
+        proc = subprocess.run([str(fer_python(venv)), "-m", "pip", "install", "-q", *step], capture_output=True,
+                              text=True)
+        if proc.returncode != 0:
+            tail = (proc.stderr.strip().splitlines() or ["?"])[-1]
+            raise RuntimeError(f"pip install {' '.join(step)} failed in {venv}: {tail}")
+    if not fer_ready(venv):
+        raise RuntimeError(f"the `fer` package was installed into {venv} but `from fer.fer import FER` fails there")
 
 
-def fer_package(python: str, runs: int) -> dict[str, dict] | None:
-    with tempfile.TemporaryDirectory() as tmp:
-        paths = {}
-        for name, frame in frames().items():
-            paths[name] = os.path.join(tmp, name.replace(" ", "_") + ".png")
-            cv2.imwrite(paths[name], frame)
-        try:
-            proc = subprocess.run([python, "-c", FER_SCRIPT, str(runs), *paths.values()], cwd=tmp,
-                                  capture_output=True, text=True, timeout=900)
-        except (OSError, subprocess.TimeoutExpired) as exc:
-            print(f"(the `fer` package could not be run: {exc})")
-            return None
-        line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
-        if line is None:
-            print(f"(the `fer` package failed: {(proc.stderr.strip().splitlines() or ['?'])[-1]})")
-            return None
-        result = json.loads(line[7:])
-        return {name: result[path] for name, path in paths.items()}
+class FerWorker:
+    """The `fer` package timing the frames in its own venv, one round per :meth:`round` call."""
+
+    def __init__(self, venv: Path, frames: np.ndarray, tmp: str) -> None:
+        path = os.path.join(tmp, "frames.npy")
+        np.save(path, frames)
+        self.proc = subprocess.Popen([str(fer_python(venv)), "-c", FER_WORKER, path], cwd=tmp, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                     env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
+        self._expect("READY")
+
+    def _expect(self, word: str) -> str:
+        for line in self.proc.stdout:
+            if line.startswith(word):
+                return line[len(word):].strip()
+        raise RuntimeError(f"the `fer` package's worker stopped (exit code {self.proc.wait()})")
+
+    def round(self) -> dict:
+        self.proc.stdin.write("go\n")
+        self.proc.stdin.flush()
+        return json.loads(self._expect("RESULT"))
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
 
 
-def stand_in(runs: int) -> dict[str, dict]:
-    """Haar (fer settings) + seed CNN via model.predict: what the `fer` package does, in this env."""
-    from fer.detectors import HaarDetector
-    from fer.model import build_model
+# ---------------------------------------------------------------- this project
 
-    haar, model = HaarDetector(min_size=50), build_model("seed", augment=False)
+def live_variants(live) -> dict:
+    """The live path with its levers switched on one after the other: name -> f(frames) -> faces found."""
 
-    def detect_emotions(frame):
-        gray = cv2.cvtColor(frame, cv2.COLOR_BGR2GRAY)
-        faces = haar(frame)
-        crops = [cv2.resize(gray[int(f.y1):int(f.y2), int(f.x1):int(f.x2)], (48, 48)) for f in faces]
-        return model.predict(np.array(crops, np.float32)[..., None], verbose=0) if crops else []
+    def analyze(frames):
+        return sum(len(live.analyze(f)) > 0 for f in frames)
 
-    return {name: {"ms": median_ms(lambda frame=frame: detect_emotions(frame), runs), "faces": len(haar(frame))}
-            for name, frame in frames().items()}
+    def stream(**options):
+        def run(frames):
+            s = live.stream(**options)
+            return sum(len(s.process(f)) > 0 for f in frames)
+        return run
 
-
-def report(mine: dict, theirs: dict | None, label: str) -> None:
-    print("| frame | faces found | detection ms (no refinement) | classification ms | total ms / frame | frames/s |"
-          f" {label} ms | speed-up |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name in ("1 face", "5 faces"):
-        m = mine[name]
-        other = theirs.get(name) if theirs else None
-        other_txt = f"{other['ms']:.1f} ({other['faces']} found)" if other else "n/a"
-        speed = f"{other['ms'] / m['total']:.1f}x" if other else "n/a"
-        print(f"| {name} | {m['faces']} | {m['detect']:.1f} ({m['detect_no_refine']:.1f}) | {m['classify']:.1f} | "
-              f"{m['total']:.1f} | {1000 / m['total']:.1f} | {other_txt} | {speed} |")
-    print("\nclassification ms per face: " + ", ".join(f"{k}: {v:.2f}" for k, v in mine["per_face"].items()))
+    return {
+        "live analyze (Keras, detector 320 + refinement every frame)": analyze,
+        "+ ONNX Runtime classification": stream(detect_every=1, detect_size=live.input_size, stable_eyes=0.0),
+        "+ detector input 160x120": stream(detect_every=1, detect_size=160, stable_eyes=0.0),
+        "+ refinement skipped for stable eyes": stream(detect_every=1, detect_size=160),
+        "+ detect every 5th frame, track in between (= live stream)": stream(detect_every=5, detect_size=160),
+    }
 
 
-def main() -> None:
+def classifier_variants(live, frames) -> dict:
+    """The model alone on the live profile, one face per call: Keras graph vs ONNX Runtime (ms per face)."""
+    from fer.stream import onnx_classifier
+
+    crops = [r.crop[None] for f in frames[:30] for r in live.analyze(f)[:1]]
+    onnx = onnx_classifier(live)
+
+    def per_face(classify):
+        def run():
+            t = time.perf_counter()
+            for c in crops:
+                classify(c)
+            return {"ms": 1000 * (time.perf_counter() - t) / len(crops), "found": len(crops)}
+        return run
+
+    return {"model alone, Keras tf.function (ms per face)": per_face(live.classify),
+            "model alone, ONNX Runtime (ms per face)": per_face(onnx.probabilities)}
+
+
+def timed(fn, frames) -> dict:
+    t = time.perf_counter()
+    found = fn(frames)
+    return {"ms": 1000 * (time.perf_counter() - t) / len(frames), "found": int(found)}
+
+
+def run_rounds(contenders: dict, rounds: int) -> dict[str, dict]:
+    """name -> the best of ``rounds`` results of ``contenders[name]()``, the contenders taking turns."""
+    best: dict[str, dict] = {}
+    for r in range(rounds):
+        for name, fn in contenders.items():
+            res = fn()
+            if name not in best or res["ms"] < best[name]["ms"]:
+                best[name] = res
+        print(f"round {r + 1}/{rounds}: " + ", ".join(f"{k.split(' (')[0][:24]} {v['ms']:.1f}"
+                                                        for k, v in best.items()), flush=True)
+    return best
+
+
+def report(best: dict[str, dict], n: int, fer_name: str | None) -> None:
+    extra = " `fer` package ms / this |" if fer_name else ""
+    print(f"\n| path | ms / frame | frames/s | frames with a face (of {n}) |" + extra)
+    print("|---|---|---|---|" + ("---|" if fer_name else ""))
+    fer_ms = best[fer_name]["ms"] if fer_name else None
+    for name, res in best.items():
+        ratio = f" {fer_ms / res['ms']:.1f}x |" if fer_name and "per face" not in name else (" |" if fer_name else "")
+        print(f"| {name} | {res['ms']:.1f} | {1000 / res['ms']:.0f} | {res['found']} |{ratio}")
+
+
+def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--model", help="model file (default: the shipped model, else an untrained VGG)")
-    parser.add_argument("--runs", type=int, default=30)
-    parser.add_argument("--fer-python", help="python of an environment with the `fer` package installed")
+    parser.add_argument("--frames", type=int, default=120)
+    parser.add_argument("--rounds", type=int, default=5)
+    parser.add_argument("--fer-venv", type=Path, default=DEFAULT_VENV, help=f"default {DEFAULT_VENV}")
+    parser.add_argument("--fer-python", type=Path, help="python of an existing venv with the `fer` package "
+                                                        "(instead of --fer-venv)")
+    parser.add_argument("--no-install", action="store_true", help="do not install the `fer` package when missing")
     args = parser.parse_args()
-    print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} before the run")
-    mine = ours(recognizer(args.model), args.runs)
-    theirs = fer_package(args.fer_python, args.runs) if args.fer_python else None
-    label = "`fer` package FER().detect_emotions"
-    if theirs is None:
-        theirs, label = stand_in(args.runs), "stand-in (Haar + seed CNN, model.predict)"
-    report(mine, theirs, label)
+    if args.fer_python:
+        args.fer_venv, args.no_install = args.fer_python.parent.parent, True
+
+    if not fer_ready(args.fer_venv):
+        if args.no_install:
+            print(f"the `fer` package is not installed in {args.fer_venv} and --no-install was given: "
+                  "refusing to print a comparison (run without --no-install to install it)")
+            return 2
+        try:
+            install_fer(args.fer_venv)
+        except (RuntimeError, OSError, subprocess.CalledProcessError) as exc:
+            print(f"cannot install the `fer` package ({exc}): refusing to print a comparison")
+            return 2
+
+    from fer.inference import EmotionRecognizer
+
+    frames = np.stack([s.image for s in scenes.moving_face(args.frames)])
+    live, photo = EmotionRecognizer(profile="live"), EmotionRecognizer()
+    print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} before the run; "
+          f"{len(frames)} frames 640x480, one moving face")
+    with tempfile.TemporaryDirectory() as tmp:
+        worker = FerWorker(args.fer_venv, frames, tmp)
+        fer_name = f"`fer` package {FER_VERSION}: FER().detect_emotions (Haar + TFLite)"
+        ours = {**live_variants(live), "photo: EmotionRecognizer().analyze (ensemble, flip TTA, refinement)":
+                lambda fr: sum(len(photo.analyze(f)) > 0 for f in fr)}
+        contenders = {fer_name: worker.round,
+                      **{name: (lambda fn=fn: timed(fn, frames)) for name, fn in ours.items()},
+                      **classifier_variants(live, frames)}
+        try:
+            best = run_rounds(contenders, args.rounds)
+        finally:
+            worker.close()
+    report(best, len(frames), fer_name)
+    live_ms = best["+ detect every 5th frame, track in between (= live stream)"]["ms"]
+    photo_ms = best["photo: EmotionRecognizer().analyze (ensemble, flip TTA, refinement)"]["ms"]
+    fer_ms = best[fer_name]["ms"]
+    print(f"\nlive stream {live_ms:.1f} ms/frame = {fer_ms / live_ms:.1f}x the `fer` package ({fer_ms:.1f} ms); "
+          f"photo path {photo_ms:.1f} ms/frame = {fer_ms / photo_ms:.1f}x")
+    print(f"targets: live <= 8.5 ms/frame: {'met' if live_ms <= 8.5 else 'NOT met'}; "
+          f">= 4x the `fer` package: {'met' if fer_ms / live_ms >= 4 else 'NOT met'}")
     print(f"load average {os.getloadavg()[0]:.1f} after the run")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

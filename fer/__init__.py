@@ -31,6 +31,7 @@ _LAZY = {
     "EmotionRecognizer": "fer.inference",
     "FaceResult": "fer.inference",
     "FaceTracker": "fer.inference",
+    "LiveStream": "fer.stream",
     "detect_faces": "fer.faces",
     "draw": "fer.draw",
     "occlusion_map": "fer.explain",

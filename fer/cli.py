@@ -11,7 +11,7 @@ import warnings
 from dataclasses import fields
 from typing import TYPE_CHECKING
 
-from fer import cli_predict, cli_scale
+from fer import cli_predict, cli_scale, export
 from fer.cli_predict import add_tta_option
 from fer.labels import SPLITS
 from fer.profiles import DEFAULT_PROFILE, PROFILES
@@ -89,6 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_average(sub)
     cli_predict.add_commands(sub)
     cli_scale.add_commands(sub)
+    export.add_command(sub)
     return parser
 
 

@@ -22,7 +22,7 @@ import threading
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -31,6 +31,9 @@ from fer.faces import Face, Point, align_crop, check_min_score, detect_in_bgr
 from fer.images import FACE_SIZE, load_bgr, to_bgr
 from fer.labels import EMOTIONS, NUM_CLASSES
 from fer.profiles import DEFAULT_PROFILE, check_profile, load_profile
+
+if TYPE_CHECKING:
+    from fer.stream import LiveStream
 
 ModelArg = Any
 """None (the shipped default), a path to a ``.keras`` file, ``(keras.Model, ModelCard)`` or a keras.Model."""
@@ -69,10 +72,14 @@ class FaceResult:
         }
 
 
-def _result(face: Face, crop: np.ndarray, probs: np.ndarray) -> FaceResult:
+def make_result(face: Face, crop: np.ndarray, probs: np.ndarray, track_id: int | None = None) -> FaceResult:
+    """The :class:`FaceResult` of a detected face, its 48x48 crop and its 7 probabilities."""
     best = int(np.argmax(probs))
     scores = {name: float(p) for name, p in zip(EMOTIONS, probs)}
-    return FaceResult(face.box, face.eyes, face.score, EMOTIONS[best], float(probs[best]), scores, crop)
+    return FaceResult(face.box, face.eyes, face.score, EMOTIONS[best], float(probs[best]), scores, crop, track_id)
+
+
+_result = make_result
 
 
 def _check_shape(model) -> None:
@@ -186,6 +193,13 @@ class EmotionRecognizer:
             out.append([_result(f, crops[k + i], probs[k + i]) for i, f in enumerate(faces)])
             k += len(faces)
         return out
+
+    def stream(self, **options) -> "LiveStream":
+        """A :class:`fer.stream.LiveStream` for one camera: ``stream.process(frame_bgr)`` per frame gives
+        :meth:`analyze`'s results, faster (tracking between detections, ONNX Runtime); ``options`` go to it."""
+        from fer.stream import LiveStream
+
+        return LiveStream(self, **options)
 
     def analyze_file(self, source: str | Path | bytes, min_score: float | None = None,
                      input_size: int | None = None) -> list[FaceResult]:

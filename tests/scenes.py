@@ -174,3 +174,18 @@ def benchmark_set() -> list[Scene]:
     scenes += [grid(60, 5, 2), grid(40, 5, 2)]
     scenes += [group(seed) for seed in (1, 2, 3)]
     return scenes + negatives()
+
+
+def moving_face(n: int = 60, name: str = "grace_hopper.jpg", face_px: float = 180.0,
+                size: tuple[int, int] = (640, 480), fps: float = 30.0) -> list[Scene]:
+    """``n`` frames of a webcam: one face ``face_px`` wide drifting on a slow loop (about 60 px/s),
+    nodding a few degrees and leaning in and out by ~10%, over a fixed background."""
+    bg = background(size)
+    out = []
+    for i in range(n):
+        t = i / fps
+        centre = (size[0] / 2 + 80 * np.sin(0.8 * t), size[1] / 2 + 30 * np.sin(1.3 * t))
+        canvas = bg.copy()
+        box = paste(canvas, name, centre, face_px * (1 + 0.1 * np.sin(0.5 * t)), angle=6 * np.sin(1.1 * t))
+        out.append(Scene(f"moving {i}", canvas, [box]))
+    return out

@@ -234,7 +234,7 @@ def test_live_page_controls_and_timeline(env):
     assert [t["name"] for t in timeline["data"]] == list(EMOTIONS)
     assert all(len(t["y"]) == 3 for t in timeline["data"])
     assert all(-60 <= x <= 0 for x in timeline["data"][0]["x"])
-    assert metrics(at)["Frames per second"] == "0.0"  # not streaming
+    assert metrics(at)["Processed frames/s"] == "0.0"  # not streaming
 
 
 # ---------------------------------------------------------------- train

@@ -2,7 +2,10 @@
 
 A :class:`LiveProcessor` belongs to one browser session. The page sets its options
 (:meth:`LiveProcessor.configure`) from widgets outside the frame callback; the callback, running
-in streamlit-webrtc's worker thread, only calls :meth:`LiveProcessor.process`. Results go out
+in streamlit-webrtc's worker thread, only calls :meth:`LiveProcessor.process`, which runs the
+session's own :class:`fer.stream.LiveStream` (tracking between detections). From the frames that
+arrived meanwhile and their timestamps it also tells the camera's frame rate, the frames skipped
+while the server was busy and how far the labels are behind the camera (:class:`CameraClock`). Results go out
 through a bounded queue that drops its oldest entry when the page does not keep up. No Streamlit.
 """
 
@@ -29,7 +32,47 @@ class FrameResult:
     emotion: str | None  # main (largest) face
     score: float
     scores: dict  # main face's probabilities (empty without a face)
-    latency_ms: float
+    latency_ms: float  # time to analyse and draw this frame
+    camera_fps: float = 0.0  # the camera's own frame rate (from the frame timestamps; 0: unknown)
+    skipped: int = 0  # camera frames skipped so far because the server was busy
+    behind_ms: float = 0.0  # how far this frame's labels are behind the camera (0: unknown)
+
+
+class CameraClock:
+    """Camera frame rate, skipped frames and lag, for a stream whose frames come in batches.
+
+    streamlit-webrtc hands the page's queued-frames callback every camera frame that arrived while
+    the previous one was being analysed; the newest is analysed, the others are skipped. So the
+    skipped frames are counted exactly, and the camera's rate is the frames received over the span
+    of their timestamps. The lag is how much later than the least-delayed frame so far a frame is
+    done: the waiting and processing the server adds (network and browser delays not counted).
+    """
+
+    def __init__(self) -> None:
+        self.first: float | None = None  # timestamp of the first frame analysed
+        self.last: float | None = None
+        self.received = 0  # camera frames received after the first one analysed
+        self.offset: float | None = None  # smallest arrival time - frame time seen
+        self.skipped = 0
+
+    def tick(self, frame_time: float | None, arrived: float, done: float,
+             received: int = 1) -> tuple[float, int, float]:
+        """``(camera frames/s, frames skipped so far, ms behind the camera)`` after analysing the newest of
+        ``received`` frames (timestamp ``frame_time`` in s, None: unknown; ``arrived``/``done``: time.time())."""
+        self.skipped += max(0, int(received) - 1)
+        if frame_time is None:
+            return 0.0, self.skipped, 0.0
+        if self.last is not None and frame_time < self.last:  # a new stream: timestamps restart
+            self.first, self.offset, self.received = None, None, 0
+        if self.first is None:
+            self.first = frame_time
+        else:
+            self.received += int(received)
+        self.last = frame_time
+        self.offset = arrived - frame_time if self.offset is None else min(self.offset, arrived - frame_time)
+        span = frame_time - self.first
+        fps = self.received / span if span > 0 else 0.0
+        return fps, self.skipped, 1000.0 * (done - (frame_time + self.offset))
 
 
 class FpsMeter:
@@ -67,6 +110,8 @@ class LiveProcessor:
         self.smoothing = True
         self.min_score = 0.5
         self.tracker = FaceTracker()
+        self.stream = None
+        self.clock = CameraClock()
         self.fps = FpsMeter()
         self.results: queue.Queue[FrameResult] = queue.Queue(maxsize=queue_size)
         self.frames = 0
@@ -87,20 +132,26 @@ class LiveProcessor:
         with self._lock:
             if model_key != self.model_key or smoothing != self.smoothing:
                 self.tracker.reset()
+            if self.stream is None or recognizer is not self.recognizer or float(min_score) != self.min_score:
+                self.stream = recognizer.stream(min_score=min_score)
             self.recognizer, self.model_key = recognizer, model_key
             self.smoothing, self.min_score = bool(smoothing), float(min_score)
 
-    def process(self, image_bgr: np.ndarray) -> np.ndarray:
-        """Analyse one frame, draw the faces on a copy, queue the main face's result; returns the copy."""
+    def process(self, image_bgr: np.ndarray, frame_time: float | None = None, received: int = 1) -> np.ndarray:
+        """Analyse one frame, draw the faces on a copy, queue the main face's result; returns the copy.
+
+        ``frame_time`` is the frame's timestamp in seconds (``av.VideoFrame.time``) and ``received`` the
+        camera frames that came in since the last call (this one included: the others are skipped),
+        for the camera's frame rate, the skipped frames and the lag; None leaves them unknown."""
         from fer.draw import draw
 
-        t0 = time.perf_counter()
+        t0, arrived = time.perf_counter(), time.time()
         with self._lock:
-            recognizer, smoothing, min_score = self.recognizer, self.smoothing, self.min_score
-            if recognizer is None:
+            stream, smoothing = self.stream, self.smoothing
+            if stream is None:
                 return image_bgr
             try:
-                results = recognizer.analyze(image_bgr, min_score=min_score)
+                results = stream.process(image_bgr)
                 if smoothing:
                     results = self.tracker.update(results)
             except Exception as exc:  # noqa: BLE001 - a bad frame must not stop the stream
@@ -114,12 +165,14 @@ class LiveProcessor:
         if face is not None:
             with self._lock:
                 self._latest = (face.crop, now)
+        camera_fps, skipped, behind_ms = self.clock.tick(frame_time, arrived, time.time(), received)
         self.put(FrameResult(
             t=now, fps=self.fps.tick(now), n_faces=len(results),
             emotion=None if face is None else str(face.emotion),
             score=0.0 if face is None else float(face.score),
             scores={} if face is None else {e: float(face.scores.get(e, 0.0)) for e in EMOTIONS},
-            latency_ms=(time.perf_counter() - t0) * 1000))
+            latency_ms=(time.perf_counter() - t0) * 1000, camera_fps=camera_fps, skipped=skipped,
+            behind_ms=behind_ms))
         return annotated
 
     def put(self, item: FrameResult) -> None:
@@ -160,6 +213,12 @@ class Timeline:
         while self.points and now - self.points[0].t > self.window_s:
             self.points.popleft()
 
-    def series(self, now: float | None = None) -> tuple[list[float], list[dict]]:
+    def series(self, now: float | None = None, max_points: int = 300) -> tuple[list[float], list[dict]]:
+        """Seconds before ``now`` and probabilities of the kept points, thinned to at most ``max_points``
+        (a minute at 30 frames/s is 1800 points: redrawing them every second cost each session ~70 ms
+        of server CPU and its browser as much again)."""
         now = time.time() if now is None else now
-        return [p.t - now for p in self.points], [p.scores for p in self.points]
+        points = list(self.points)
+        step = max(1, -(-len(points) // max_points))
+        kept = points[::-1][::step][::-1]  # thinned from the newest point back
+        return [p.t - now for p in kept], [p.scores for p in kept]

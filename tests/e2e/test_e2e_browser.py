@@ -184,7 +184,7 @@ def test_live_webcam_with_a_fake_camera(page, server, shots):
     fps = 0.0
     while time.time() < deadline:
         try:
-            fps = float(metric(page, "Frames per second", 2000))
+            fps = float(metric(page, "Processed frames/s", 2000))
             faces = int(metric(page, "Faces", 2000))
         except (ValueError, sync_api.Error):  # the panel is being redrawn
             fps, faces = 0.0, 0

@@ -41,7 +41,7 @@ def start_camera(page) -> None:
     deadline = time.time() + 90
     while time.time() < deadline:
         try:
-            if float(metric(page, "Frames per second", 2000)) > 0 and int(metric(page, "Faces", 2000)) >= 1:
+            if float(metric(page, "Processed frames/s", 2000)) > 0 and int(metric(page, "Faces", 2000)) >= 1:
                 return
         except (ValueError, sync_api.Error):  # the panel is being redrawn
             pass
