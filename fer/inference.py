@@ -27,10 +27,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from fer.evaluate import TTA_MODES
-from fer.faces import Face, Point, align_crop, check_min_score, detect_in_bgr
+from fer.faces import Face, align_crop, check_min_score, detect_in_bgr
 from fer.images import FACE_SIZE, load_bgr, to_bgr
 from fer.labels import EMOTIONS, NUM_CLASSES
 from fer.profiles import DEFAULT_PROFILE, check_profile, load_profile
+from fer.results import FaceResult, iou_matrix, make_result
 
 if TYPE_CHECKING:
     from fer.stream import LiveStream
@@ -39,47 +40,6 @@ ModelArg = Any
 """None (the shipped default), a path to a ``.keras`` file, ``(keras.Model, ModelCard)`` or a keras.Model."""
 
 
-@dataclass
-class FaceResult:
-    """One face of an image: where it is, and what the model makes of it.
-
-    ``box`` is (x, y, w, h) in the original image's pixels, ``eyes`` the eye points (image-left
-    eye first) or None, ``scores`` all 7 probabilities in :data:`fer.labels.EMOTIONS` order,
-    ``emotion``/``score`` the most probable one, ``crop`` the 48x48 uint8 face the model saw, and
-    ``track_id`` the identity :class:`FaceTracker` gave it (None outside video).
-    """
-
-    box: tuple[int, int, int, int]
-    eyes: tuple[Point, Point] | None
-    detector_score: float
-    emotion: str
-    score: float
-    scores: dict[str, float]
-    crop: np.ndarray
-    track_id: int | None = None
-
-    def to_dict(self) -> dict:
-        """JSON-friendly form: box, eyes, detector_score, emotion, score, scores, track_id (no crop)."""
-        eyes = None if self.eyes is None else [[round(float(v), 1) for v in p] for p in self.eyes]
-        return {
-            "box": [int(v) for v in self.box],
-            "eyes": eyes,
-            "detector_score": round(float(self.detector_score), 4),
-            "emotion": self.emotion,
-            "score": round(float(self.score), 4),
-            "scores": {k: round(float(v), 4) for k, v in self.scores.items()},
-            "track_id": self.track_id,
-        }
-
-
-def make_result(face: Face, crop: np.ndarray, probs: np.ndarray, track_id: int | None = None) -> FaceResult:
-    """The :class:`FaceResult` of a detected face, its 48x48 crop and its 7 probabilities."""
-    best = int(np.argmax(probs))
-    scores = {name: float(p) for name, p in zip(EMOTIONS, probs)}
-    return FaceResult(face.box, face.eyes, face.score, EMOTIONS[best], float(probs[best]), scores, crop, track_id)
-
-
-_result = make_result
 
 
 def _check_shape(model) -> None:
@@ -100,7 +60,10 @@ def _check_tta(tta: str | None) -> str | None:
 
 
 class EmotionRecognizer:
-    """Detector + aligner + emotion model, ready for photos and video frames (thread-safe).
+    """Detector + aligner + emotion model(s), ready for photos and video frames (thread-safe).
+
+    ``profile`` picks the recipe (:data:`fer.profiles.PROFILES`): "photo" (default; the shipped ensemble,
+    or ``model`` alone, with flip TTA) or "live" (one model, one pass); both prior-corrected.
 
     ``detector`` is "centerface" (default) or "haar"; ``input_size`` the longer side CenterFace
     works at (320: 30+ frames/s on 2 cores, faces from ~40 px; raise it for smaller faces);
@@ -190,7 +153,7 @@ class EmotionRecognizer:
         probs = self.classify(np.stack(crops)) if crops else np.zeros((0, NUM_CLASSES), np.float32)
         out, k = [], 0
         for _, faces in frames:
-            out.append([_result(f, crops[k + i], probs[k + i]) for i, f in enumerate(faces)])
+            out.append([make_result(f, crops[k + i], probs[k + i]) for i, f in enumerate(faces)])
             k += len(faces)
         return out
 
@@ -208,17 +171,6 @@ class EmotionRecognizer:
 
 
 # ---------------------------------------------------------------- video
-
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Intersection over union of every box in ``a`` (n, 4) with every box in ``b`` (m, 4), as x, y, w, h."""
-    a, b = np.asarray(a, np.float64).reshape(-1, 4), np.asarray(b, np.float64).reshape(-1, 4)
-    ax2, ay2, bx2, by2 = a[:, 0] + a[:, 2], a[:, 1] + a[:, 3], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]
-    iw = np.clip(np.minimum(ax2[:, None], bx2[None]) - np.maximum(a[:, None, 0], b[None, :, 0]), 0, None)
-    ih = np.clip(np.minimum(ay2[:, None], by2[None]) - np.maximum(a[:, None, 1], b[None, :, 1]), 0, None)
-    inter = iw * ih
-    union = (a[:, 2] * a[:, 3])[:, None] + (b[:, 2] * b[:, 3])[None] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0)
-
 
 @dataclass
 class _Track:

@@ -36,6 +36,7 @@ import numpy as np
 
 from fer.faces import Face, align_crop, check_min_score, detect_in_bgr
 from fer.images import FACE_SIZE, to_bgr
+from fer.results import iou_matrix, make_result
 
 _ONNX: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 _ONNX_LOCK = threading.Lock()
@@ -117,7 +118,6 @@ class LiveStream:
         each with a ``track_id`` that stays with the face across frames."""
         import cv2
 
-        from fer.inference import make_result
 
         with self._lock:
             bgr = to_bgr(frame, channels)
@@ -206,7 +206,6 @@ class LiveStream:
 
     def _match(self, face: Face, predicted: list[np.ndarray | None]) -> _Tracked | None:
         """The track this detected face continues (same id; tracked landmarks when its eyes are stable)."""
-        from fer.inference import iou_matrix
 
         best, best_iou = None, 0.3
         for t, pts in zip(self._tracks, predicted):
