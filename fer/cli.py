@@ -171,7 +171,8 @@ def cmd_evaluate(args) -> int:
         return 0
     plain = result["uncorrected"]
     print(f"Loss: {result['loss']}  Accuracy: {result['accuracy']}  Balanced accuracy: {result['balanced_accuracy']}"
-          f"  ({result['n']} images, {split}; profile {args.profile}: {result['passes']} model pass{'es' if result['passes'] != 1 else ''} per face"
+          f"  ({result['n']} images, {split}; profile {args.profile}: {result['passes']} model "
+          f"pass{'es' if result['passes'] != 1 else ''} per face"
           f"{', TTA ' + result['tta'] if result['tta'] else ''}, prior correction tau={result['tau']})")
     print(f"Without the prior correction: accuracy {plain['accuracy']}, balanced accuracy {plain['balanced_accuracy']}")
     for name, m in result["per_class"].items():
