@@ -21,14 +21,11 @@ import argparse
 import os
 import re
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -37,6 +34,8 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 import cv2  # noqa: E402
 
 import scenes  # noqa: E402
+from streamlit_server import free_port, wait_healthy  # noqa: E402
+from streamlit_server import stop as stop_server  # noqa: E402
 
 CHROMIUM = os.environ.get("FER_CHROMIUM", "/usr/bin/chromium")
 BROWSER_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
@@ -90,12 +89,6 @@ def write_camera(path: Path, fps: int, frames: int = 150) -> Path:
     return path
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def start_server(root: Path, model: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     env = {**os.environ, "FER_DEFAULT_MODEL": str(model), "FER_MODELS_DIR": str(root / "models"),
@@ -107,27 +100,12 @@ def start_server(root: Path, model: Path) -> tuple[subprocess.Popen, str]:
                              "--server.address", "127.0.0.1", "--server.headless", "true"],
                             cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 120
-    while True:
-        try:
-            if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                return proc, url
-        except OSError:
-            pass
-        if proc.poll() is not None or time.time() > deadline:
-            stop_server(proc)
-            raise RuntimeError(f"streamlit did not start: {(root / 'server.log').read_text()[-2000:]}")
-        time.sleep(0.5)
-
-
-def stop_server(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(20)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait(10)
+    try:
+        wait_healthy(url, proc, root / "server.log", timeout=120)
+    except RuntimeError:
+        stop_server(proc)
+        raise
+    return proc, url
 
 
 def metric(page, label: str) -> str:

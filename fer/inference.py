@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fer.evaluate import TTA_MODES
 from fer.faces import Face, align_crop, check_min_score, detect_in_bgr
 from fer.images import FACE_SIZE, load_bgr, to_bgr
 from fer.labels import EMOTIONS, NUM_CLASSES
@@ -51,12 +50,6 @@ def _check_shape(model) -> None:
 
 PROFILE_TTA = object()
 """Default of ``EmotionRecognizer(tta=...)``: the profile's own test-time augmentation."""
-
-
-def _check_tta(tta: str | None) -> str | None:
-    if tta is not None and tta not in TTA_MODES:
-        raise ValueError(f"tta={tta!r} is not a test-time augmentation; use None or one of: {', '.join(TTA_MODES)}")
-    return tta
 
 
 class EmotionRecognizer:
@@ -85,7 +78,7 @@ class EmotionRecognizer:
         for m in ensemble.models:
             _check_shape(m)
         if tta is not PROFILE_TTA:
-            ensemble = replace(ensemble, tta=_check_tta(tta))
+            ensemble = replace(ensemble, tta=tta)  # Ensemble checks it
         self.ensemble = ensemble
         self.model, self.card = ensemble.models[0], ensemble.cards[0]
         self.detector, self.input_size, self.min_score = detector, int(input_size), float(min_score)
@@ -102,7 +95,7 @@ class EmotionRecognizer:
     def with_tta(self, tta: str | None) -> "EmotionRecognizer":
         """This recognizer with another test-time augmentation, sharing its loaded models and detector."""
         twin = copy.copy(self)
-        twin.ensemble = replace(self.ensemble, tta=_check_tta(tta))
+        twin.ensemble = replace(self.ensemble, tta=tta)
         return twin
 
     def classify(self, crops: np.ndarray, corrected: bool = True) -> np.ndarray:

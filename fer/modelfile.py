@@ -167,14 +167,19 @@ def save_model(model, path: str | Path, card: ModelCard) -> Path:
     return path
 
 
+def read_json(path: Path, what: str, why_needed: str):
+    """The JSON document at ``path``; ``ValueError`` naming ``what`` it is when missing or not valid JSON."""
+    if not path.is_file():
+        raise ValueError(f"{what} {path} is missing; {why_needed}")
+    try:
+        return json.loads(path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{what} {path} is not valid JSON ({exc})") from None
+
+
 def read_card(model_path: str | Path) -> ModelCard:
     cpath = card_path(model_path)
-    if not cpath.is_file():
-        raise ValueError(f"model card {cpath} is missing; every .keras model needs its .json card beside it")
-    try:
-        doc = json.loads(cpath.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"model card {cpath} is not valid JSON ({exc})") from None
+    doc = read_json(cpath, "model card", "every .keras model needs its .json card beside it")
     try:
         card = ModelCard.from_dict(doc)
     except (ValueError, TypeError) as exc:

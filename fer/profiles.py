@@ -16,7 +16,6 @@ recipe alone: ``photo`` = the model with flip TTA, ``live`` = one pass, both wit
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -117,13 +116,10 @@ def card_prior(cards: list) -> np.ndarray | None:
 
 def read_manifest(path: str | Path | None = None) -> dict:
     """``models/profiles.json`` as a dict, checked: every profile known, members listed, tta valid."""
+    from fer.modelfile import read_json
+
     path = Path(path) if path is not None else manifest_path()
-    if not path.is_file():
-        raise ValueError(f"profile manifest {path} is missing; it lists the models of the photo and live profiles")
-    try:
-        doc = json.loads(path.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise ValueError(f"profile manifest {path} is not valid JSON ({exc})") from None
+    doc = read_json(path, "profile manifest", "it lists the models of the photo and live profiles")
     profiles = doc.get("profiles") if isinstance(doc, dict) else None
     if not isinstance(profiles, dict) or set(profiles) != set(PROFILES):
         raise ValueError(f"profile manifest {path} must define exactly the profiles {', '.join(PROFILES)}")

@@ -6,10 +6,9 @@
 No figure is typed twice: the shipped model's figures come from its card (``models/fer_default.json``),
 the baselines that no card holds (the seed CNN, the `fer` package) from ``docs/baselines.json``. The
 README's table sits between ``<!-- results:begin -->`` and ``<!-- results:end -->``; the rest of the
-README is left as it is. When the default card has a ``profiles`` key (``{"photo": {"public_test":
-{"accuracy", "balanced_accuracy", "per_class_recall"}, "ms_per_face", "command"}, "live": {...}}``), its
-rows are those profiles; without it, the single model's ``metrics`` (``public_test`` for live,
-``public_test_tta_flip`` for photo). Dataset paths in recorded commands are shown as ``path/to/fer2013``.
+README is left as it is. The profile rows come from ``models/profiles.json`` (``fer.profiles``);
+without it, from the default card's ``metrics`` (``public_test`` for live, ``public_test_tta_flip`` for
+photo). Dataset paths in recorded commands are shown as ``path/to/fer2013``.
 """
 
 from __future__ import annotations
@@ -76,7 +75,6 @@ def public_cmd(text: str, card: dict) -> str:
 def profile_rows(card: dict, profiles: dict | None = None) -> list[dict]:
     """The shipped profiles (photo, live): name, what, accuracy, balanced accuracy, ms per face, command."""
     rows = []
-    profiles = profiles if profiles is not None else card.get("profiles")
     for name in ("photo", "live"):
         if profiles and name in profiles:
             p = profiles[name]
@@ -189,20 +187,6 @@ def render_card(stem: str, card: dict) -> str:
              ("precision", card.get("precision", "—")), ("Keras", f"{card.get('keras_version')} "
                                                                  f"({card.get('backend')} backend)")]
     out += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in facts] + [""]
-    rows = profile_rows(card)
-    if rows:
-        out += ["### Profiles", "", "| profile | public_test | balanced accuracy | ms / face | command |",
-                "|---|---:|---:|---:|---|"]
-        for r in rows:
-            ms = "—" if r["ms"] is None else f"{r['ms']:.1f}"
-            out.append(f"| {r['name']} | {pct(r['accuracy'], 2)} | {pct(r['balanced'], 2)} | {ms} | `{r['command']}` |")
-        labels = card["labels"]
-        out += ["", "Recall per class:", "", "| profile | " + " | ".join(labels) + " |",
-                "|---|" + "---:|" * len(labels)]
-        for r in rows:
-            recall = r.get("recall") or {}
-            out.append(f"| {r['name']} | " + " | ".join(pct(recall.get(k)) for k in labels) + " |")
-        out.append("")
     for key, m in card.get("metrics", {}).items():
         tta = f", TTA {m['tta']}" if m.get("tta") else ""
         out += [f"### Metrics: `{key}`", "",

@@ -17,15 +17,13 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
+from streamlit_server import free_port, stop, wait_healthy
 from test_pins import REPO
 
 BUILDAH = shutil.which("buildah")
@@ -87,9 +85,7 @@ def test_the_image_serves_the_app(container, tmp_path):
     inspect = json.loads(buildah("inspect", "--type", "image", IMAGE).stdout)
     cmd = inspect["OCIv1"]["config"]["Cmd"]
     assert cmd[:3] == ["streamlit", "run", "app.py"]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    port = free_port()
     # chroot isolation shares the host's network: the server listens on the host's loopback
     args = [*cmd, "--server.address=127.0.0.1", f"--server.port={port}"]
     log = tmp_path / "server.log"
@@ -98,15 +94,7 @@ def test_the_image_serves_the_app(container, tmp_path):
                                 stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.time() + 240
-        while True:
-            try:
-                if urllib.request.urlopen(f"{url}/_stcore/health", timeout=2).read() == b"ok":
-                    break
-            except OSError:
-                pass
-            assert proc.poll() is None and time.time() < deadline, log.read_text()[-3000:]
-            time.sleep(1)
+        wait_healthy(url, proc, log, timeout=240)
         if not Path(CHROMIUM).is_file():
             return
         sync_api = pytest.importorskip("playwright.sync_api")
@@ -119,10 +107,4 @@ def test_the_image_serves_the_app(container, tmp_path):
             assert page.get_by_test_id("stException").count() == 0
             browser.close()
     finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGTERM)
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait(10)
+        stop(proc)

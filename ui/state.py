@@ -66,14 +66,9 @@ def _cached_recognizer(key: str, profile: str):
     return fer.EmotionRecognizer(load_model(path), profile=profile)
 
 
-_PROFILE_TTA = object()
-
-
-def _load_recognizer(key: str, profile: str = PHOTO_PROFILE, tta: str | None | object = _PROFILE_TTA):
-    """The cached recognizer of ``key`` under ``profile``; with ``tta`` (a mode or None), a copy sharing its models
-    and detector that uses that test-time augmentation instead of the profile's."""
-    shared = _cached_recognizer(key, profile)
-    return shared if tta is _PROFILE_TTA else shared.with_tta(tta)
+def _load_recognizer(key: str, profile: str = PHOTO_PROFILE):
+    """The cached recognizer of ``key`` under ``profile``."""
+    return _cached_recognizer(key, profile)
 
 
 def recognizer(selection: Selection, profile: str = PHOTO_PROFILE):
