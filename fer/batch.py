@@ -111,10 +111,26 @@ class BatchOptions:
     every_nth_frame: int = 10
     min_score: float = 0.5
     input_size: int = 640
+    engine: str = "onnx"
+    """The recognizer's engine (:data:`fer.inference.ENGINES`). "onnx": the driver converts the models
+    once (cached on disk), and the actors start without importing TensorFlow."""
 
     def __post_init__(self) -> None:
+        from fer.inference import ENGINES
+
         if self.every_nth_frame < 1:
             raise ValueError(f"--every-nth-frame {self.every_nth_frame} must be 1 or more")
+        if self.engine not in ENGINES:
+            raise ValueError(f"engine {self.engine!r} is unknown; use one of: {', '.join(ENGINES)}")
+
+    def prepare(self) -> None:
+        """On the driver, before the actors start: engine "onnx" converts the models once into the cache
+        (:func:`fer.onnx_runtime.onnx_for_file`), so that the actors on this machine load them without
+        TensorFlow; raises ``ValueError`` for a bad ``model`` here rather than in every actor."""
+        if self.engine == "onnx":
+            from fer.onnx_runtime import load_onnx_profile
+
+            load_onnx_profile(self.profile, self.model)
 
     @cached_property
     def model_name(self) -> str:
@@ -188,7 +204,7 @@ class Analyzer:
 
     def __init__(self, opts: BatchOptions) -> None:
         threads = os.environ.get("OMP_NUM_THREADS", "")  # Ray sets it to the CPUs this actor holds
-        if threads.isdigit():  # one actor per core: TensorFlow's thread pools must not fight each other
+        if threads.isdigit():  # one actor per core: the thread pools must not fight each other
             os.environ.setdefault("TF_NUM_INTRAOP_THREADS", threads)
             os.environ.setdefault("TF_NUM_INTEROP_THREADS", threads)
             os.environ.setdefault("FER_DETECTOR_THREADS", threads)
@@ -196,7 +212,7 @@ class Analyzer:
 
         self.opts = opts
         self.recognizer = EmotionRecognizer(opts.model, profile=opts.profile, min_score=opts.min_score,
-                                            input_size=opts.input_size)
+                                            input_size=opts.input_size, engine=opts.engine)
 
     def __call__(self, batch):
         paths = [p for chunk in batch["paths"].to_pylist() for p in chunk]
@@ -325,6 +341,7 @@ def _run_ray(todo: list[str], out: Path, opts: BatchOptions, summary: BatchSumma
     if started_here:
         init_ray(address, num_cpus)
     try:
+        opts.prepare()
         pool = actors or max(1, int(ray.available_resources().get("CPU", 1)))
         # one row (and block) per chunk of ``batch_size`` paths: each actor call turns one chunk into one
         # block of rows, which the driver writes as one part, so a file's rows are never split

@@ -247,8 +247,9 @@ _LOCK = threading.Lock()
 
 
 THREADS_ENV = "FER_DETECTOR_THREADS"
-"""Environment variable: ONNX Runtime threads per detector (unset or 0: one per core). Worker processes
-that share a machine one per core (``python -m fer batch``'s actors) set it to 1."""
+"""Environment variable: ONNX Runtime threads per session, the detector's and (``engine="onnx"``) the
+emotion models' (unset or 0: one per core). Worker processes that share a machine one per core
+(``python -m fer batch``'s actors) set it to 1."""
 
 
 def detector_threads() -> int:

@@ -5,6 +5,10 @@
     data = keras_to_onnx(model)                  # bytes of an ONNX graph: (n, 48, 48, 1) 0..255 in, (n, 7) out
     clf = OnnxClassifier(data)                   # an ONNX Runtime session
     probs = clf(crops_uint8)                     # (n, 48, 48) uint8 -> (n, 7) float32, as model(x) gives
+    ens = load_onnx_profile("photo")             # a whole profile, picklable; no Keras once converted
+
+Converted model files are cached by content (:func:`onnx_for_file`), so a process that only
+classifies (a Ray actor, a server replica) starts without importing Keras or TensorFlow.
 
 The converter covers the layers this project's architectures use (Conv2D, BatchNormalization,
 Activation/ReLU/Softmax, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dense,
@@ -15,6 +19,11 @@ layer gets a ``ValueError`` that names it. Parity with Keras: ``tests/test_expor
 
 from __future__ import annotations
 
+import hashlib
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -213,8 +222,6 @@ class OnnxClassifier:
     """
 
     def __init__(self, model: bytes | str, threads: int = 1) -> None:
-        import threading
-
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -241,18 +248,65 @@ class OnnxClassifier:
         return self.session.run(None, {self.input_name: buf})[0]
 
 
+@dataclass
 class OnnxEnsemble:
     """A :class:`fer.profiles.Ensemble` on ONNX Runtime: its members, TTA views and prior correction.
 
-    ``probabilities(crops)`` gives what ``ensemble.probabilities(crops)`` gives (within ~1e-6),
-    in one ONNX Runtime call per member. The members are converted once, when this is made.
+    ``probabilities(crops)`` gives what the Keras ensemble gives (within ~1e-6), in one ONNX Runtime
+    call per member. It holds the members as ONNX graphs (``graphs``, bytes) and their cards, so it
+    pickles small and needs no Keras or TensorFlow where it is unpickled (a Ray actor, a worker):
+    the sessions (``threads`` each) are made on first use, in the process that uses them.
+    Make one with :func:`load_onnx_profile` (cached conversion) or :meth:`from_ensemble`.
     """
 
-    def __init__(self, ensemble, threads: int = 1) -> None:
-        self.tta, self.prior, self.tau = ensemble.tta, ensemble.prior, ensemble.tau
-        self.members = [OnnxClassifier(keras_to_onnx(m), threads=threads) for m in ensemble.models]
+    graphs: list[bytes]
+    cards: list
+    tta: str | None = None
+    prior: np.ndarray | None = None
+    tau: float = 0.0
+    name: str = "custom"
+    info: dict = field(default_factory=dict)
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        from fer.profiles import check_recipe
+
+        if not self.graphs or len(self.graphs) != len(self.cards):
+            raise ValueError("an ensemble needs at least one model, each with its card")
+        self.prior = check_recipe(self.tta, self.prior, self.tau)
+        self._members: list[OnnxClassifier] | None = None
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_ensemble(cls, ensemble, threads: int = 1) -> "OnnxEnsemble":
+        """The Keras :class:`fer.profiles.Ensemble` ``ensemble``, converted."""
+        return cls([keras_to_onnx(m) for m in ensemble.models], list(ensemble.cards), ensemble.tta, ensemble.prior,
+                   ensemble.tau, ensemble.name, dict(ensemble.info), threads)
+
+    @property
+    def passes(self) -> int:
+        """Model passes per face: members x TTA views."""
+        from fer.profiles import passes
+
+        return passes(len(self.graphs), self.tta)
+
+    @property
+    def members(self) -> list[OnnxClassifier]:
+        """One ONNX Runtime session per member, made on first use."""
+        with self._lock:
+            if self._members is None:
+                self._members = [OnnxClassifier(g, threads=self.threads) for g in self.graphs]
+            return self._members
+
+    def __getstate__(self) -> dict:
+        return {k: v for k, v in self.__dict__.items() if k not in ("_members", "_lock")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._members, self._lock = None, threading.Lock()
 
     def probabilities(self, crops: np.ndarray, corrected: bool = True) -> np.ndarray:
+        """Probabilities (n, 7) for uint8 faces (n, 48, 48); the prior correction unless ``corrected=False``."""
         from fer.evaluate import tta_views
         from fer.prior import adjust
 
@@ -264,5 +318,68 @@ class OnnxEnsemble:
         for member in self.members:
             probs = member(views)
             out += probs.reshape(-1, len(x), probs.shape[-1]).mean(axis=0)
-        probs = (out / len(self.members)).astype(np.float32)
+        probs = (out / len(self.graphs)).astype(np.float32)
         return adjust(probs, self.prior, self.tau) if corrected else probs
+
+
+# ---------------------------------------------------------------- loading without Keras
+
+CONVERTER_VERSION = 1
+"""Part of the conversion cache's key: bump it when :func:`keras_to_onnx`'s output changes."""
+CACHE_ENV = "FER_CACHE_DIR"
+
+
+def cache_dir() -> Path:
+    """Where converted models are kept: ``$FER_CACHE_DIR``, else ``$XDG_CACHE_HOME/fer`` or ``~/.cache/fer``."""
+    if os.environ.get(CACHE_ENV):
+        return Path(os.environ[CACHE_ENV])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer"
+
+
+def onnx_for_file(path: str | Path) -> bytes:
+    """The ONNX graph of the ``.keras`` model at ``path``, converted once and kept in :func:`cache_dir`
+    under the file's SHA-256: a second call (any process) neither converts nor imports Keras.
+    A cache that cannot be written (a read-only home) only costs the conversion each time."""
+    from fer.modelfile import check_archive, load_model
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"model file {path} does not exist")
+    check_archive(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    cached = cache_dir() / "onnx" / f"{digest}-v{CONVERTER_VERSION}-opset{OPSET}.onnx"
+    if cached.is_file():
+        return cached.read_bytes()
+    data = keras_to_onnx(load_model(path)[0])
+    try:
+        cached.parent.mkdir(parents=True, exist_ok=True)
+        tmp = cached.with_name(f"{cached.name}.{os.getpid()}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, cached)
+    except OSError:
+        pass  # no writable cache: convert again next time
+    return data
+
+
+def load_onnx_profile(name: str = "photo", model: Any = None, manifest: str | Path | None = None,
+                      threads: int = 1) -> OnnxEnsemble:
+    """:func:`fer.profiles.load_profile` on ONNX Runtime: the shipped profile ``name`` (``model=None``) or
+    ``model`` under its recipe, as an :class:`OnnxEnsemble`. Model files go through :func:`onnx_for_file`,
+    so with a warm cache this reads only files (no Keras import); an in-memory Keras model is converted."""
+    from fer.modelfile import read_card
+    from fer.profiles import RECIPE_TTA, as_model_and_card, card_prior, check_profile, member_files, profile_info
+
+    check_profile(name)
+    if model is None:
+        files, spec = member_files(name, manifest)
+        cards = [read_card(f) for f in files]
+        graphs = [onnx_for_file(f) for f in files]
+        return OnnxEnsemble(graphs, cards, spec.get("tta"), card_prior(cards), float(spec.get("tau", 0.0)), name,
+                            profile_info(spec), threads)
+    if isinstance(model, (str, Path)):
+        card, graph = read_card(model), onnx_for_file(model)
+    else:
+        keras_model, card = as_model_and_card(model)
+        graph = keras_to_onnx(keras_model)
+    return OnnxEnsemble([graph], [card], RECIPE_TTA[name], card_prior([card]), float(getattr(card, "tau", 0.0)),
+                        name, threads=threads)

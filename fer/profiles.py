@@ -48,6 +48,20 @@ def manifest_path() -> Path:
     return MODELS_DIR / "profiles.json"
 
 
+def check_recipe(tta: str | None, prior, tau: float) -> np.ndarray | None:
+    """Check an ensemble's TTA mode and correction (``ValueError`` with the fix); the prior as an array."""
+    if tta is not None and tta not in TTA_MODES:
+        raise ValueError(f"tta={tta!r} is not a test-time augmentation; use None or one of: {', '.join(TTA_MODES)}")
+    if not 0.0 <= float(tau) <= 3.0:
+        raise ValueError(f"tau={tau} is outside [0, 3]; 0 turns the prior correction off")
+    return None if prior is None else check_prior(prior)
+
+
+def passes(members: int, tta: str | None) -> int:
+    """Model passes per face of ``members`` models under ``tta``."""
+    return members * (1 if not tta else len(tta_views(np.zeros((1, 48, 48), np.uint8), tta)))
+
+
 @dataclass
 class Ensemble:
     """Models whose (TTA-averaged) probabilities are averaged, then prior-corrected.
@@ -67,12 +81,7 @@ class Ensemble:
     def __post_init__(self) -> None:
         if not self.models or len(self.models) != len(self.cards):
             raise ValueError("an ensemble needs at least one model, each with its card")
-        if self.tta is not None and self.tta not in TTA_MODES:
-            raise ValueError(f"tta={self.tta!r} is not a test-time augmentation; use None or one of: "
-                             f"{', '.join(TTA_MODES)}")
-        self.prior = None if self.prior is None else check_prior(self.prior)
-        if not 0.0 <= float(self.tau) <= 3.0:
-            raise ValueError(f"tau={self.tau} is outside [0, 3]; 0 turns the prior correction off")
+        self.prior = check_recipe(self.tta, self.prior, self.tau)
         from fer.predictor import compiled_predictor
 
         self._predictors = [compiled_predictor(m) for m in self.models]
@@ -80,8 +89,7 @@ class Ensemble:
     @property
     def passes(self) -> int:
         """Model passes per face: members x TTA views."""
-        views = 1 if not self.tta else len(tta_views(np.zeros((1, 48, 48), np.uint8), self.tta))
-        return len(self.models) * views
+        return passes(len(self.models), self.tta)
 
     def probabilities(self, crops: np.ndarray, corrected: bool = True, batch_size: int = 512) -> np.ndarray:
         """Probabilities (n, 7) for uint8 faces (n, 48, 48); the prior correction unless ``corrected=False``."""
@@ -142,12 +150,23 @@ def load_profile(name: str = DEFAULT_PROFILE, model: Any = None, manifest: str |
     if model is not None:
         model, card = as_model_and_card(model)
         return Ensemble([model], [card], RECIPE_TTA[name], card_prior([card]), float(getattr(card, "tau", 0.0)), name)
-    path = Path(manifest) if manifest is not None else manifest_path()
-    spec = read_manifest(path)["profiles"][name]
-    loaded = [load_model(path.parent / m) for m in spec["members"]]
+    files, spec = member_files(name, manifest)
+    loaded = [load_model(f) for f in files]
     models, cards = [m for m, _ in loaded], [c for _, c in loaded]
     return Ensemble(models, cards, spec.get("tta"), card_prior(cards), float(spec.get("tau", 0.0)), name,
-                    info={k: v for k, v in spec.items() if k not in ("members", "tta", "tau")})
+                    info=profile_info(spec))
+
+
+def member_files(name: str, manifest: str | Path | None = None) -> tuple[list[Path], dict]:
+    """The shipped profile ``name``'s member model files, and its manifest entry (nothing loaded)."""
+    path = Path(manifest) if manifest is not None else manifest_path()
+    spec = read_manifest(path)["profiles"][check_profile(name)]
+    return [path.parent / m for m in spec["members"]], spec
+
+
+def profile_info(spec: dict) -> dict:
+    """A manifest entry's description and measured figures (all but the recipe)."""
+    return {k: v for k, v in spec.items() if k not in ("members", "tta", "tau")}
 
 
 def as_model_and_card(model: Any):

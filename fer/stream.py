@@ -48,10 +48,12 @@ def onnx_classifier(recognizer):
     """The recognizer's profile on ONNX Runtime (:class:`fer.onnx_runtime.OnnxEnsemble`), converted once."""
     from fer.onnx_runtime import OnnxEnsemble
 
+    if isinstance(recognizer.ensemble, OnnxEnsemble):  # an engine="onnx" recognizer
+        return recognizer.ensemble
     with _ONNX_LOCK:
         cached = _ONNX.get(recognizer.model)
         if cached is None or cached[0] is not recognizer.ensemble:
-            cached = (recognizer.ensemble, OnnxEnsemble(recognizer.ensemble))
+            cached = (recognizer.ensemble, OnnxEnsemble.from_ensemble(recognizer.ensemble))
             _ONNX[recognizer.model] = cached
         return cached[1]
 

@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +15,7 @@ from fer.data import shared_data_dir
 from fer.export import FORMATS, PARITY_TOLERANCE, export_model, parity_faces, runner
 
 DATA = shared_data_dir() / "fer2013"
+REPO = Path(__file__).resolve().parent.parent
 
 
 @pytest.fixture(scope="module")
@@ -95,7 +100,51 @@ def test_onnx_ensemble_matches_the_profile_on_500_faces(profile, faces):
     from fer.profiles import load_profile
 
     ensemble = load_profile(profile)
-    got = OnnxEnsemble(ensemble).probabilities(faces)
+    got = OnnxEnsemble.from_ensemble(ensemble).probabilities(faces)
     assert np.abs(got - ensemble.probabilities(faces)).max() <= PARITY_TOLERANCE
-    raw = OnnxEnsemble(ensemble).probabilities(faces, corrected=False)
+    raw = OnnxEnsemble.from_ensemble(ensemble).probabilities(faces, corrected=False)
     assert np.abs(raw - ensemble.probabilities(faces, corrected=False)).max() <= PARITY_TOLERANCE
+
+
+def test_an_onnx_profile_converts_once_then_loads_without_keras(tmp_path):
+    """The conversion cache: a second process gets the same graphs from disk and never imports TensorFlow."""
+    code = ("import sys, numpy as np; from fer.onnx_runtime import load_onnx_profile; "
+            "e = load_onnx_profile('photo'); p = e.probabilities(np.full((2, 48, 48), 128, np.uint8)); "
+            "heavy = sorted(m for m in ('tensorflow', 'keras', 'jax', 'torch') if m in sys.modules); "
+            "print(heavy, p.round(6).tolist())")
+    env = {**os.environ, "FER_CACHE_DIR": str(tmp_path)}
+    runs = [subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, cwd=REPO,
+                           timeout=300) for _ in range(2)]
+    assert all(r.returncode == 0 for r in runs), runs[-1].stderr[-2000:]
+    cold, warm = (r.stdout.strip().splitlines()[-1] for r in runs)
+    assert "'keras'" in cold and warm.startswith("[]")  # converted with Keras once; then files only
+    assert cold.split("] ", 1)[1] == warm.split("] ", 1)[1]
+    assert len(list((tmp_path / "onnx").glob("*.onnx"))) == 1  # one graph per model file's content
+
+
+def test_an_onnx_recognizer_matches_the_keras_one_and_pickles(tmp_path, monkeypatch):
+    import pickle
+
+    from fer.images import load_bgr
+    from fer.inference import EmotionRecognizer
+    from fer.onnx_runtime import OnnxEnsemble
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path))
+    image = load_bgr(REPO / "tests" / "data" / "grace_hopper.jpg")
+    keras_rec = EmotionRecognizer(input_size=640)
+    onnx_rec = EmotionRecognizer(input_size=640, engine="onnx")
+    assert (keras_rec.engine, onnx_rec.engine, onnx_rec.model) == ("keras", "onnx", None)
+    assert onnx_rec.tta == keras_rec.tta and onnx_rec.ensemble.passes == keras_rec.ensemble.passes
+    want, got = keras_rec.analyze(image), onnx_rec.analyze(image)
+    assert [r.box for r in got] == [r.box for r in want] and len(got) >= 1
+    for a, b in zip(got, want):
+        assert a.emotion == b.emotion and list(a.scores.values()) == pytest.approx(list(b.scores.values()), abs=1e-5)
+
+    twin = pickle.loads(pickle.dumps(onnx_rec.ensemble))  # bytes and cards only: sessions are made on use
+    assert isinstance(twin, OnnxEnsemble) and len(pickle.dumps(onnx_rec.ensemble)) < 20e6
+    faces = parity_faces(32)
+    assert np.abs(twin.probabilities(faces) - keras_rec.classify(faces)).max() <= PARITY_TOLERANCE
+    again = EmotionRecognizer(twin, input_size=640)  # an OnnxEnsemble as the model implies engine="onnx"
+    assert again.engine == "onnx" and [r.box for r in again.analyze(image)] == [r.box for r in want]
+    with pytest.raises(ValueError, match="engine='tpu' is unknown"):
+        EmotionRecognizer(engine="tpu")
