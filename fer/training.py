@@ -288,12 +288,16 @@ def to_inputs(split: Split) -> tuple[np.ndarray, np.ndarray]:
 def teacher_probabilities(teacher: str, split: Split, cache: Path | None = None) -> np.ndarray:
     """The teacher's probabilities (n, 7) for ``split``'s faces, without prior correction: a shipped
     profile ("photo": the ensemble with TTA) or a model file (with flip TTA). Computed once and cached
-    in ``cache`` (a .npy file), reused while the teacher and the faces are the same."""
+    in ``cache`` (a .npy file), reused while the teacher (its model files) and the faces are the same."""
     import hashlib
 
-    from fer.profiles import load_profile
+    from fer.profiles import load_profile, member_files
 
-    key = hashlib.sha256(teacher.encode() + np.ascontiguousarray(split.x).tobytes()).hexdigest()[:16]
+    files = member_files(teacher)[0] if teacher in ("photo", "live") else [Path(teacher)]
+    digest = hashlib.sha256(teacher.encode() + np.ascontiguousarray(split.x).tobytes())
+    for f in files:  # a rebuilt profile or a retrained model is another teacher
+        digest.update(f.read_bytes() if f.is_file() else b"missing")
+    key = digest.hexdigest()[:16]
     if cache is not None and cache.is_file() and cache.with_suffix(".key").is_file() \
             and cache.with_suffix(".key").read_text() == key:
         return np.load(cache)
