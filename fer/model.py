@@ -19,6 +19,35 @@ INPUT_SHAPE = (FACE_SIZE, FACE_SIZE, 1)
 
 
 @keras.saving.register_keras_serializable(package="fer")
+class LogitAdjustedLoss(keras.losses.Loss):
+    """Logit-adjusted cross-entropy (Menon et al., 2021, "Long-tail learning via logit adjustment").
+
+    For a model whose output is softmax probabilities ``p``: the loss of ``softmax(log p + tau * log prior)``
+    against the (one-hot or soft) targets. Training so makes ``p`` itself balanced: rare classes get
+    their due without a correction after training. ``label_smoothing`` as in Keras' cross-entropy.
+    """
+
+    def __init__(self, prior, tau: float = 1.0, label_smoothing: float = 0.0,
+                 name: str = "logit_adjusted_crossentropy", **kwargs) -> None:
+        super().__init__(name=name, **kwargs)
+        self.prior = [float(p) for p in prior]
+        self.tau, self.label_smoothing = float(tau), float(label_smoothing)
+        if len(self.prior) != NUM_CLASSES or min(self.prior) <= 0:
+            raise ValueError(f"prior must be {NUM_CLASSES} positive class frequencies; got {self.prior}")
+
+    def call(self, y_true, y_pred):
+        import numpy as np
+
+        shift = ops.convert_to_tensor(self.tau * np.log(np.asarray(self.prior, np.float32)), "float32")
+        logits = ops.log(ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0)) + shift
+        return keras.losses.categorical_crossentropy(ops.cast(y_true, "float32"), logits, from_logits=True,
+                                                     label_smoothing=self.label_smoothing)
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "prior": self.prior, "tau": self.tau, "label_smoothing": self.label_smoothing}
+
+
+@keras.saving.register_keras_serializable(package="fer")
 class FaceAugment(layers.Layer):
     """Training-only augmentation for 48x48 gray faces in [0, 1].
 

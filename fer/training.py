@@ -22,7 +22,7 @@ from typing import Protocol
 import numpy as np
 
 from fer.data import Dataset, Split
-from fer.labels import NUM_CLASSES
+from fer.labels import EMOTIONS, NUM_CLASSES
 from fer.modelfile import ModelCard, atomic_write_bytes, hardware_description, save_model
 
 OPTIMIZERS = ("adamw", "sgd")
@@ -75,6 +75,10 @@ class TrainConfig:
                            "or of a .keras model (with flip TTA), computed once and cached in the run folder",
                            metavar="PROFILE|MODEL")
     distill_weight: float = _option(0.7, "with --teacher: the teacher's share of each target (default %(default)s)")
+    logit_adjust: float = _option(0.0, "train with the logit-adjusted loss (Menon et al. 2021): tau times the log "
+                                  "training prior is added to the logits inside the loss, so that the plain "
+                                  "prediction is balanced across classes (default 0: off; 1 is the paper's)",
+                                  metavar="TAU")
     distribute: bool = _option(False, "data-parallel over all devices (JAX: keras.distribution.DataParallel; "
                                "TensorFlow: MirroredStrategy); --batch-size is per device and --lr is scaled by the "
                                "device count")
@@ -99,6 +103,7 @@ class TrainConfig:
             (self.teacher in ("", "photo", "live") or self.teacher.endswith(".keras"),
              "teacher must be empty, a profile (photo, live) or a .keras model file"),
             (0 <= self.distill_weight <= 1, "distill_weight must be in [0, 1]"),
+            (0 <= self.logit_adjust <= 3, "logit_adjust must be in [0, 3] (0: off)"),
         ]
         for ok, message in checks:
             if not ok:
@@ -261,16 +266,24 @@ def make_optimizer(cfg: TrainConfig, steps_per_epoch: int):
     return opt
 
 
-def compile_model(model, cfg: TrainConfig | None = None, *, lr: float | None = None, steps: int = 1000) -> None:
-    """Compile with the config's optimizer, schedule and label-smoothed cross-entropy (one-hot labels)."""
+def compile_model(model, cfg: TrainConfig | None = None, *, lr: float | None = None, steps: int = 1000,
+                  prior: np.ndarray | None = None) -> None:
+    """Compile with the config's optimizer, schedule and label-smoothed cross-entropy (one-hot or soft
+    targets); with ``cfg.logit_adjust``, the logit-adjusted form for the training ``prior``."""
     import keras
+
+    from fer.model import LogitAdjustedLoss
 
     cfg = cfg or TrainConfig()
     if lr is not None:
         cfg = TrainConfig.from_dict({**asdict(cfg), "lr": lr})
+    if cfg.logit_adjust and prior is None:
+        raise ValueError("logit_adjust needs the training split's class prior")
+    loss = (LogitAdjustedLoss(prior, cfg.logit_adjust, cfg.label_smoothing) if cfg.logit_adjust
+            else keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing))
     model.compile(
         optimizer=make_optimizer(cfg, steps),
-        loss=keras.losses.CategoricalCrossentropy(label_smoothing=cfg.label_smoothing),
+        loss=loss,
         metrics=[keras.metrics.CategoricalAccuracy(name="accuracy")],
     )
 
@@ -442,7 +455,8 @@ def _checkpoint_callback(rdir: Path, state: dict, listener, cancel):
 # ---------------------------------------------------------------- train
 
 
-def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, steps: int, init_model: str | None):
+def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, steps: int, init_model: str | None,
+                     prior: np.ndarray | None = None):
     """Return (model, state): a fresh compiled model, or the last checkpoint of the run."""
     import keras
 
@@ -470,7 +484,7 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
 
         src, _ = load_model(init_model)
         model.set_weights(weights_for(model, src))
-    compile_model(model, cfg, steps=steps)
+    compile_model(model, cfg, steps=steps, prior=prior)
     state = {"config": asdict(cfg), "epoch": 0, "steps": steps, "history": [], "best_score": -math.inf,
              "best_epoch": 0, "elapsed_s": 0.0, "precision": policy, "init_model": init_model, "seed": seed,
              "base_stages": _base_stages(init_model)}
@@ -547,7 +561,8 @@ def train(
         steps = math.ceil(len(fit_split) / cfg.batch_size)
         if cfg.time_budget_s > 0:
             cfg = _budgeted(cfg, out, resume, policy, len(fit_split), len(fit_val), started)
-        model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None)
+        model, state = _start_or_resume(cfg, out, resume, policy, steps, str(init_model) if init_model else None,
+                                        train_prior(train_split) if cfg.logit_adjust else None)
         state["command"] = command
         if spread:
             state["distribution"] = spread
@@ -649,6 +664,17 @@ def final_metrics(model, data: Dataset, val_name: str, val_split: Split) -> dict
     if val_name == "public_test":
         metrics["public_test_tta_flip"] = evaluate(model, val_split, tta="flip")
     return metrics
+
+
+def train_prior(split: Split) -> np.ndarray:
+    """The class frequencies of ``split`` (``ValueError`` when a class has no face: no prior to adjust by)."""
+    from fer.prior import class_prior
+
+    counts = np.bincount(np.asarray(split.y, np.int64), minlength=NUM_CLASSES)
+    if np.any(counts == 0):
+        missing = [EMOTIONS[i] for i in np.flatnonzero(counts == 0)]
+        raise ValueError(f"the training split has no {', '.join(missing)} face; logit_adjust needs every class")
+    return class_prior(counts)
 
 
 def prior_correction(model, train_split: Split, val_split: Split) -> tuple[list[float], float]:

@@ -201,3 +201,29 @@ def test_distillation_learns_the_teachers_cached_soft_targets(tmp_path):
     assert (run_dir(student.model_path) / "teacher_probs.npy").is_file()
     with pytest.raises(ValueError, match="teacher must be"):
         TrainConfig(teacher="nonsense").validate()
+
+
+def test_the_logit_adjusted_loss_is_menons_and_a_run_with_it_resumes(tmp_path):
+    import keras
+
+    from fer.model import LogitAdjustedLoss
+
+    prior = np.array([0.3, 0.02, 0.14, 0.25, 0.12, 0.07, 0.1])
+    probs = np.random.default_rng(0).dirichlet(np.ones(7), size=5).astype(np.float32)
+    y = np.eye(7, dtype=np.float32)[[0, 1, 2, 3, 4]]
+    shifted = np.exp(np.log(probs) + np.log(prior))
+    want = -np.log(shifted / shifted.sum(axis=1, keepdims=True))  # cross-entropy of softmax(log p + log prior)
+    got = float(LogitAdjustedLoss(prior, tau=1.0)(y, probs))
+    assert got == pytest.approx(float((want * y).sum(1).mean()), rel=1e-5)
+    plain = float(keras.losses.CategoricalCrossentropy()(y, probs))
+    assert float(LogitAdjustedLoss(prior, tau=0.0)(y, probs)) == pytest.approx(plain, rel=1e-5)
+    with pytest.raises(ValueError, match="7 positive class frequencies"):
+        LogitAdjustedLoss([0.5, 0.5])
+
+    data, out = tiny_data(), tmp_path / "la.keras"
+    first = train(data, TrainConfig(**CFG, epochs=1, augment=False, logit_adjust=1.0), out)
+    assert first.card.config["logit_adjust"] == 1.0
+    more = train(data, TrainConfig(**CFG, epochs=2, augment=False, logit_adjust=1.0), out, resume=True)
+    assert more.card.epochs == 2  # the checkpoint's compiled loss (a fer layer-like object) loads back
+    with pytest.raises(ValueError, match="logit_adjust must be in"):
+        TrainConfig(logit_adjust=-1).validate()
