@@ -267,13 +267,15 @@ class OnnxEnsemble:
     name: str = "custom"
     info: dict = field(default_factory=dict)
     threads: int = 1
+    weights: list[float] | None = None
 
     def __post_init__(self) -> None:
-        from fer.profiles import check_recipe
+        from fer.profiles import check_recipe, check_weights
 
         if not self.graphs or len(self.graphs) != len(self.cards):
             raise ValueError("an ensemble needs at least one model, each with its card")
         self.prior = check_recipe(self.tta, self.prior, self.tau)
+        self.weights = check_weights(self.weights, len(self.graphs))
         self._members: list[OnnxClassifier] | None = None
         self._lock = threading.Lock()
 
@@ -281,7 +283,7 @@ class OnnxEnsemble:
     def from_ensemble(cls, ensemble, threads: int = 1) -> "OnnxEnsemble":
         """The Keras :class:`fer.profiles.Ensemble` ``ensemble``, converted."""
         return cls([keras_to_onnx(m) for m in ensemble.models], list(ensemble.cards), ensemble.tta, ensemble.prior,
-                   ensemble.tau, ensemble.name, dict(ensemble.info), threads)
+                   ensemble.tau, ensemble.name, dict(ensemble.info), threads, list(ensemble.weights))
 
     @property
     def passes(self) -> int:
@@ -315,10 +317,10 @@ class OnnxEnsemble:
             return np.zeros((0, NUM_CLASSES), np.float32)
         views = np.concatenate(tta_views(x, self.tta)) if self.tta else x
         out = np.zeros((len(x), NUM_CLASSES), np.float64)
-        for member in self.members:
+        for w, member in zip(self.weights, self.members):
             probs = member(views)
-            out += probs.reshape(-1, len(x), probs.shape[-1]).mean(axis=0)
-        probs = (out / len(self.graphs)).astype(np.float32)
+            out += w * probs.reshape(-1, len(x), probs.shape[-1]).mean(axis=0)
+        probs = out.astype(np.float32)
         return adjust(probs, self.prior, self.tau) if corrected else probs
 
 
@@ -375,7 +377,7 @@ def load_onnx_profile(name: str = "photo", model: Any = None, manifest: str | Pa
         cards = [read_card(f) for f in files]
         graphs = [onnx_for_file(f) for f in files]
         return OnnxEnsemble(graphs, cards, spec.get("tta"), card_prior(cards), float(spec.get("tau", 0.0)), name,
-                            profile_info(spec), threads)
+                            profile_info(spec), threads, spec.get("weights"))
     if isinstance(model, (str, Path)):
         card, graph = read_card(model), onnx_for_file(model)
     else:

@@ -4,10 +4,12 @@ Both correct the FER2013 class prior (:mod:`fer.prior`). The shipped profiles ar
 ``models/profiles.json``::
 
     {"format": 1,
-     "profiles": {"photo": {"members": ["fer_default.keras", ...], "tta": "flip", "tau": 0.5, ...},
+     "profiles": {"photo": {"members": ["fer_default.keras", ...], "weights": [0.75, ...], "tta": "flip",
+                            "tau": 0.5, ...},
                   "live":  {"members": ["fer_live.keras"], "tta": null, "tau": 0.4, ...}}}
 
-Each member is a model file beside the manifest, with its card; the prior comes from the members'
+Each member is a model file beside the manifest, with its card, and an optional weight in the
+average (equal when absent); the prior comes from the members'
 cards (the training split's class frequencies), ``tau`` from the profile (chosen for the ensemble's
 output on public_test by ``scripts/build_profiles.py``). A model of your own runs under a profile's
 recipe alone: ``photo`` = the model with flip TTA, ``live`` = one pass, both with the ``prior`` and
@@ -57,6 +59,16 @@ def check_recipe(tta: str | None, prior, tau: float) -> np.ndarray | None:
     return None if prior is None else check_prior(prior)
 
 
+def check_weights(weights, members: int) -> list[float]:
+    """The members' weights in the average, summing to 1 (None: equal); ``ValueError`` with the fix."""
+    if weights is None:
+        return [1.0 / members] * members
+    w = [float(v) for v in weights]
+    if len(w) != members or min(w) <= 0:
+        raise ValueError(f"weights {list(weights)} must be {members} positive numbers, one per model")
+    return [v / sum(w) for v in w]
+
+
 def passes(members: int, tta: str | None) -> int:
     """Model passes per face of ``members`` models under ``tta``."""
     return members * (1 if not tta else len(tta_views(np.zeros((1, 48, 48), np.uint8), tta)))
@@ -77,11 +89,13 @@ class Ensemble:
     tau: float = 0.0
     name: str = "custom"
     info: dict = field(default_factory=dict)
+    weights: list[float] | None = None
 
     def __post_init__(self) -> None:
         if not self.models or len(self.models) != len(self.cards):
             raise ValueError("an ensemble needs at least one model, each with its card")
         self.prior = check_recipe(self.tta, self.prior, self.tau)
+        self.weights = check_weights(self.weights, len(self.models))
         from fer.predictor import compiled_predictor
 
         self._predictors = [compiled_predictor(m) for m in self.models]
@@ -104,9 +118,9 @@ class Ensemble:
         views = np.concatenate(tta_views(x, self.tta)) if self.tta else x
         views = views[..., None].astype(np.float32)
         out = np.zeros((len(x), NUM_CLASSES), np.float64)
-        for predict in self._predictors:
-            out += predict(views).reshape(-1, len(x), NUM_CLASSES).mean(axis=0)
-        return (out / len(self._predictors)).astype(np.float32)
+        for w, predict in zip(self.weights, self._predictors):
+            out += w * predict(views).reshape(-1, len(x), NUM_CLASSES).mean(axis=0)
+        return out.astype(np.float32)
 
 
 def card_prior(cards: list) -> np.ndarray | None:
@@ -135,6 +149,11 @@ def read_manifest(path: str | Path | None = None) -> dict:
         members = spec.get("members") if isinstance(spec, dict) else None
         if not isinstance(members, list) or not members or not all(isinstance(m, str) for m in members):
             raise ValueError(f"profile {name!r} in {path} needs a non-empty 'members' list of model files")
+        if spec.get("weights") is not None:
+            try:
+                check_weights(spec["weights"], len(members))
+            except (TypeError, ValueError) as exc:
+                raise ValueError(f"profile {name!r} in {path}: {exc}") from None
         if spec.get("tta") is not None and spec["tta"] not in TTA_MODES:
             raise ValueError(f"profile {name!r} in {path} has tta={spec['tta']!r}; use null or one of "
                              f"{', '.join(TTA_MODES)}")
@@ -154,7 +173,7 @@ def load_profile(name: str = DEFAULT_PROFILE, model: Any = None, manifest: str |
     loaded = [load_model(f) for f in files]
     models, cards = [m for m, _ in loaded], [c for _, c in loaded]
     return Ensemble(models, cards, spec.get("tta"), card_prior(cards), float(spec.get("tau", 0.0)), name,
-                    info=profile_info(spec))
+                    info=profile_info(spec), weights=spec.get("weights"))
 
 
 def member_files(name: str, manifest: str | Path | None = None) -> tuple[list[Path], dict]:
@@ -166,7 +185,7 @@ def member_files(name: str, manifest: str | Path | None = None) -> tuple[list[Pa
 
 def profile_info(spec: dict) -> dict:
     """A manifest entry's description and measured figures (all but the recipe)."""
-    return {k: v for k, v in spec.items() if k not in ("members", "tta", "tau")}
+    return {k: v for k, v in spec.items() if k not in ("members", "tta", "tau", "weights")}
 
 
 def as_model_and_card(model: Any):
@@ -194,5 +213,6 @@ def evaluate_ensemble(ensemble: Ensemble, split) -> dict:
     plain = metrics_from_probs(raw, split.y)
     out["uncorrected"] = {k: plain[k] for k in ("accuracy", "balanced_accuracy", "loss", "per_class")}
     out.update(profile=ensemble.name, tta=ensemble.tta, tau=ensemble.tau, passes=ensemble.passes,
+               weights=[round(w, 4) for w in ensemble.weights],
                members=[c.architecture for c in ensemble.cards], prior_corrected=ensemble.prior is not None)
     return out

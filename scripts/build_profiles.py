@@ -1,7 +1,7 @@
 """Write ``models/profiles.json``: the photo and live profiles, their prior correction and their figures.
 
     python scripts/build_profiles.py --data path/to/fer2013 \
-        --photo fer_default.keras fer_resnet.keras --photo-tta flip --live fer_default.keras
+        --photo fer_default.keras fer_resnet.keras --photo-tta flip --photo-weights auto --live fer_default.keras
 
 For each profile: the members' probabilities on public_test (never trained on), ``tau`` chosen there
 by balanced accuracy with plain accuracy kept within 0.3 points (:func:`fer.prior.tune_tau`), the
@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO))
 
 from fer.data import load_dataset  # noqa: E402
 from fer.modelfile import MODELS_DIR, card_path, load_model, read_card  # noqa: E402
-from fer.prior import class_prior, tune_tau  # noqa: E402
+from fer.prior import adjust, balanced_accuracy, class_prior, tune_tau  # noqa: E402
 from fer.profiles import MANIFEST_FORMAT, PROFILES, Ensemble, card_prior, evaluate_ensemble  # noqa: E402
 
 
@@ -79,11 +79,39 @@ def profile_entry(name: str, ensemble: Ensemble, split, face: np.ndarray, comman
     }
 
 
+def corrected_scores(probs: np.ndarray, y: np.ndarray, prior) -> tuple[float, float, float]:
+    """(tau, accuracy, balanced accuracy) of ``probs`` after the tau that :func:`tune_tau` picks."""
+    tau, _ = tune_tau(probs, y, prior)
+    fixed = adjust(probs, prior, tau)
+    return tau, float((fixed.argmax(1) == y).mean()), balanced_accuracy(fixed, y)
+
+
+def choose_weights(ensemble: Ensemble, split) -> tuple[list[float], list[dict]]:
+    """Two members' weights, chosen on public_test: the first member's weight from 0.5 to 0.9 whose
+    prior-corrected balanced accuracy is highest while the corrected accuracy stays at least that
+    of the first member alone (the ensemble must not read worse than its best model)."""
+    if len(ensemble.models) != 2:
+        raise ValueError("--photo-weights auto chooses between two members; give numbers for more")
+    probs = [replace(ensemble, models=[m], cards=[c], weights=None).probabilities(split.x, corrected=False)
+             for m, c in zip(ensemble.models, ensemble.cards)]
+    _, floor, _ = corrected_scores(probs[0], split.y, ensemble.prior)
+    table = []
+    for w in np.round(np.arange(0.5, 0.901, 0.05), 2):
+        tau, acc, bal = corrected_scores(w * probs[0] + (1 - w) * probs[1], split.y, ensemble.prior)
+        table.append({"weights": [float(w), round(1 - float(w), 2)], "tau": tau, "accuracy": round(acc, 4),
+                      "balanced_accuracy": round(bal, 4)})
+    ok = [row for row in table if row["accuracy"] >= round(floor, 4)] or table
+    return max(ok, key=lambda row: (row["balanced_accuracy"], row["accuracy"]))["weights"], table
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="FER2013 with its public_test split")
     ap.add_argument("--photo", nargs="+", required=True, metavar="MODEL", help="model files in models/")
     ap.add_argument("--photo-tta", default="flip", choices=("flip", "crops"))
+    ap.add_argument("--photo-weights", nargs="+", default=["equal"], metavar="W",
+                    help="the photo members' weights in the average: numbers, 'equal' (default), or 'auto' "
+                         "(two members: chosen on public_test, see choose_weights)")
     ap.add_argument("--live", required=True, metavar="MODEL", help="one model file in models/")
     ap.add_argument("--out", default=str(MODELS_DIR / "profiles.json"))
     args = ap.parse_args(argv)
@@ -102,8 +130,15 @@ def main(argv: list[str] | None = None) -> int:
     for name, (members, tta) in recipes.items():
         member_cards = [cards[m] for m in members]
         ensemble = Ensemble([loaded[m] for m in members], member_cards, tta, card_prior(member_cards))
+        extra = {}
+        if name == "photo" and args.photo_weights == ["auto"]:
+            weights, extra["weight_table"] = choose_weights(ensemble, split)
+            ensemble = replace(ensemble, weights=weights)
+        elif name == "photo" and args.photo_weights != ["equal"]:
+            ensemble = replace(ensemble, weights=[float(w) for w in args.photo_weights])
+        weights = {"weights": [round(w, 4) for w in ensemble.weights]} if len(members) > 1 else {}
         entry = profile_entry(name, ensemble, split, face, command)
-        doc["profiles"][name] = {"members": members, "tta": tta, **entry}
+        doc["profiles"][name] = {"members": members, **weights, "tta": tta, **entry, **extra}
         pt = entry["public_test"]
         print(f"{name}: tau {entry['tau']}  accuracy {pt['accuracy']} (uncorrected {pt['uncorrected']['accuracy']})"
               f"  balanced {pt['balanced_accuracy']} (uncorrected {pt['uncorrected']['balanced_accuracy']})"

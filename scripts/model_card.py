@@ -84,7 +84,8 @@ def profile_rows(card: dict, profiles: dict | None = None) -> list[dict]:
                          "recall": test.get("per_class_recall"), "ms": p.get("ms_per_face"),
                          "command": public_cmd(p.get("evaluate_command") or p.get("command", ""), card),
                          "members": p.get("members"), "tta": p.get("tta"), "tau": p.get("tau"),
-                         "passes": p.get("passes"), "uncorrected": test.get("uncorrected") or {}})
+                         "passes": p.get("passes"), "uncorrected": test.get("uncorrected") or {},
+                         "weights": p.get("weights")})
         else:
             key, what, command = FALLBACK[name]
             m = card["metrics"].get(key)
@@ -159,7 +160,8 @@ def render_profiles(doc: dict, card: dict) -> list[str]:
            "uncorrected | uncorrected balanced | ms / face |", "|---|---|---|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         plain = r.get("uncorrected") or {}
-        models = " + ".join(f"`{m}`" for m in r.get("members") or [])
+        members, weights = r.get("members") or [], r.get("weights")
+        models = " + ".join(f"`{m}`" + (f" ({w:.0%})" if weights else "") for m, w in zip(members, weights or members))
         ms = "—" if r["ms"] is None else f"{r['ms']:.1f}"
         out.append(f"| {r['name']} | {models} | {r.get('tta') or 'none'} | {r.get('passes')} | {r.get('tau')} | "
                    f"{pct(r['accuracy'], 2)} | {pct(r['balanced'], 2)} | {pct(plain.get('accuracy'), 2)} | "

@@ -72,6 +72,10 @@ def test_bad_priors_are_refused(bad):
     ({"profiles": {"photo": {"members": []}, "live": {"members": ["a.keras"]}}}, "non-empty 'members'"),
     ({"profiles": {"photo": {"members": ["a.keras"], "tta": "rotate"}, "live": {"members": ["a.keras"]}}}, "tta"),
     ([1, 2], "exactly the profiles"),
+    ({"profiles": {"photo": {"members": ["a.keras", "b.keras"], "weights": [1.0]}, "live": {"members": ["a.keras"]}}},
+     "must be 2 positive numbers"),
+    ({"profiles": {"photo": {"members": ["a.keras"], "weights": [-1]}, "live": {"members": ["a.keras"]}}},
+     "positive numbers"),
 ])
 def test_bad_manifests_say_what_is_wrong(tmp_path, doc, message):
     path = tmp_path / "profiles.json"
@@ -92,8 +96,11 @@ def test_shipped_profiles_photo_is_an_ensemble_with_tta_and_live_one_pass():
     assert photo.ensemble.tau == doc["profiles"]["photo"]["tau"] and photo.ensemble.prior is not None
     faces = np.random.default_rng(0).integers(0, 255, (3, 48, 48), dtype=np.uint8)
     members = [load_model(MODELS_DIR / m)[0] for m in doc["profiles"]["photo"]["members"]]
-    raw = np.mean([(m(faces[..., None].astype("float32")).numpy() +
-                    m(faces[:, :, ::-1, None].astype("float32")).numpy()) / 2 for m in members], axis=0)
+    weights = doc["profiles"]["photo"].get("weights")  # the members' shares of the average (equal if absent)
+    assert weights is None or (len(weights) == len(members) and abs(sum(weights) - 1) < 1e-3)
+    raw = np.average([(m(faces[..., None].astype("float32")).numpy() +
+                       m(faces[:, :, ::-1, None].astype("float32")).numpy()) / 2 for m in members], axis=0,
+                     weights=weights)
     expected = adjust(raw, photo.ensemble.prior, photo.ensemble.tau)
     np.testing.assert_allclose(photo.classify(faces), expected, atol=1e-4)
     np.testing.assert_allclose(photo.classify(faces, corrected=False), raw, atol=1e-4)
