@@ -22,6 +22,7 @@ imported only inside :func:`run_batch`.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import glob
 import os
@@ -370,6 +371,21 @@ def _take(block, out: Path, summary: BatchSummary, progress: Progress | None) ->
         progress(summary.analysed, summary.faces)
 
 
+@contextlib.contextmanager
+def _environment(**values: str):
+    """Set environment variables for the ``with`` block, then restore them."""
+    saved = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Start Ray on this machine (``address=None``; ``num_cpus`` cores, default all) or join a cluster
     ("auto", "ray://host:port"), quietly; workers started here import fer from this checkout."""
@@ -380,12 +396,13 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     logging.getLogger("ray.data").setLevel(logging.WARNING)
     ray = require_ray()
     if address is None:
-        # local workers import fer from the same checkout as this process
+        # Local workers import fer from the same checkout as this process. They inherit the raylet's
+        # environment, set here while Ray starts: unlike a job runtime_env, this lets the actors use the
+        # workers Ray prestarts, which saves seconds of start-up.
         root = str(Path(__file__).resolve().parent.parent)
         pythonpath = os.pathsep.join(p for p in (root, os.environ.get("PYTHONPATH", "")) if p)
-        env = {"PYTHONPATH": pythonpath, "TF_CPP_MIN_LOG_LEVEL": "3"}
-        ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING,
-                 runtime_env={"env_vars": env}, log_to_driver=False)
+        with _environment(PYTHONPATH=pythonpath, TF_CPP_MIN_LOG_LEVEL="3"):
+            ray.init(num_cpus=num_cpus, include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
     else:
         ray.init(address=address, logging_level=logging.WARNING)
     ctx = ray.data.DataContext.get_current()
