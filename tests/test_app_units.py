@@ -313,3 +313,18 @@ def wait_until(predicate, timeout: float = 60.0) -> bool:
             return True
         event.wait(0.1)
     return False
+
+
+def test_home_profiles_rows_come_from_the_manifest_with_member_weights():
+    from fer.profiles import read_manifest
+    from ui.widgets import profiles_rows
+
+    doc = read_manifest()
+    rows = {r["profile"]: r for r in profiles_rows(doc)}
+    assert set(rows) == {"photo", "live"}
+    for name, spec in doc["profiles"].items():
+        assert rows[name]["accuracy"] == spec["public_test"]["accuracy"]
+        assert rows[name]["ms per face"] == spec["ms_per_face"] and rows[name]["passes per face"] == spec["passes"]
+        for member, weight in zip(spec["members"], spec.get("weights") or [None] * len(spec["members"])):
+            shown = member.removesuffix(".keras") + (f" ({weight:.0%})" if weight is not None else "")
+            assert shown in rows[name]["models"]

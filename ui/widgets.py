@@ -81,7 +81,10 @@ def profiles_rows(doc: dict) -> list[dict]:
     for name, spec in doc.get("profiles", {}).items():
         pt = spec.get("public_test", {})
         plain = pt.get("uncorrected", {})
-        rows.append({"profile": name, "models": " + ".join(m.removesuffix(".keras") for m in spec["members"]),
+        weights = spec.get("weights") or [None] * len(spec["members"])
+        models = " + ".join(m.removesuffix(".keras") + (f" ({w:.0%})" if w is not None else "")
+                            for m, w in zip(spec["members"], weights))
+        rows.append({"profile": name, "models": models,
                      "TTA": spec.get("tta") or "none", "passes per face": spec.get("passes"),
                      "accuracy": pt.get("accuracy"), "balanced accuracy": pt.get("balanced_accuracy"),
                      "uncorrected accuracy": plain.get("accuracy"),
