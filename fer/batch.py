@@ -131,7 +131,10 @@ class BatchOptions:
         if self.engine == "onnx":
             from fer.onnx_runtime import load_onnx_profile
 
-            load_onnx_profile(self.profile, self.model)
+            try:
+                load_onnx_profile(self.profile, self.model)
+            except ValueError as exc:
+                raise ValueError(f"{exc} (to run this model as it is, use --engine keras)") from None
 
     @cached_property
     def model_name(self) -> str:
