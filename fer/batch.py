@@ -129,11 +129,11 @@ class BatchOptions:
         (:func:`fer.onnx_runtime.onnx_for_file`), so that the actors on this machine load them without
         TensorFlow; raises ``ValueError`` for a bad ``model`` here rather than in every actor."""
         if self.engine == "onnx":
-            from fer.onnx_runtime import load_onnx_profile
+            from fer.onnx_runtime import UnsupportedModel, load_onnx_profile
 
             try:
                 load_onnx_profile(self.profile, self.model)
-            except ValueError as exc:
+            except UnsupportedModel as exc:
                 raise ValueError(f"{exc} (to run this model as it is, use --engine keras)") from None
 
     @cached_property

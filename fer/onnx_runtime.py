@@ -180,8 +180,22 @@ def _inputs_of(layer) -> list:
     return list(nodes[0].input_tensors)
 
 
+class UnsupportedModel(ValueError):
+    """The model has a layer or shape that :func:`keras_to_onnx` does not convert (the message names it)."""
+
+
 def keras_to_onnx(model, name: str = "fer") -> bytes:
-    """An ONNX graph (bytes) computing ``model(x, training=False)`` for x (n, 48, 48, 1) float32 0..255."""
+    """An ONNX graph (bytes) computing ``model(x, training=False)`` for x (n, 48, 48, 1) float32 0..255;
+    :class:`UnsupportedModel` names what does not convert."""
+    try:
+        return _convert(model, name)
+    except UnsupportedModel:
+        raise
+    except ValueError as exc:
+        raise UnsupportedModel(str(exc)) from None
+
+
+def _convert(model, name: str) -> bytes:
     from onnx import TensorProto, checker, helper
 
     g = _Graph()
@@ -379,7 +393,8 @@ def load_onnx_profile(name: str = "photo", model: Any = None, manifest: str | Pa
         return OnnxEnsemble(graphs, cards, spec.get("tta"), card_prior(cards), float(spec.get("tau", 0.0)), name,
                             profile_info(spec), threads, spec.get("weights"))
     if isinstance(model, (str, Path)):
-        card, graph = read_card(model), onnx_for_file(model)
+        graph = onnx_for_file(model)  # first: it says when the file is missing
+        card = read_card(model)
     else:
         keras_model, card = as_model_and_card(model)
         graph = keras_to_onnx(keras_model)

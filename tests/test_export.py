@@ -80,6 +80,25 @@ def test_onnx_converter_names_a_layer_it_cannot_convert():
         keras_to_onnx(keras.Model(inputs, outputs))
 
 
+def test_batch_with_a_model_onnx_cannot_take_says_to_use_the_keras_engine(tmp_path, monkeypatch):
+    import keras
+
+    from fer.batch import BatchOptions
+    from fer.modelfile import ModelCard, save_model
+
+    monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
+    inputs = keras.Input((48, 48, 1))
+    x = keras.layers.LayerNormalization(name="odd_norm")(keras.layers.Conv2D(4, 3)(inputs))
+    outputs = keras.layers.Dense(7, activation="softmax")(keras.layers.GlobalAveragePooling2D()(x))
+    path = save_model(keras.Model(inputs, outputs), tmp_path / "odd.keras", ModelCard(architecture="odd"))
+    with pytest.raises(ValueError, match="odd_norm.*use --engine keras"):
+        BatchOptions(model=str(path), profile="live").prepare()
+    BatchOptions(model=str(path), profile="live", engine="keras").prepare()  # nothing to convert
+    with pytest.raises(ValueError, match="does not exist") as missing:
+        BatchOptions(model=str(tmp_path / "none.keras")).prepare()
+    assert "--engine" not in str(missing.value)
+
+
 def test_export_rejects_an_unknown_format(shipped, tmp_path):
     with pytest.raises(ValueError, match="unknown export format 'coreml'.*onnx, tflite, savedmodel"):
         export_model(*shipped, "coreml", tmp_path)
