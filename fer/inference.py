@@ -29,7 +29,7 @@ import numpy as np
 from fer.faces import Face, align_crop, check_min_score, detect_in_bgr
 from fer.images import FACE_SIZE, load_bgr, to_bgr
 from fer.labels import EMOTIONS, NUM_CLASSES
-from fer.profiles import DEFAULT_PROFILE, check_profile, load_profile
+from fer.profiles import DEFAULT_PROFILE, Ensemble, check_profile, load_profile
 from fer.results import FaceResult, iou_matrix, make_result
 
 if TYPE_CHECKING:
@@ -107,7 +107,7 @@ class EmotionRecognizer:
         if tta is not PROFILE_TTA:
             ensemble = replace(ensemble, tta=tta)  # the ensemble checks it
         self.ensemble = ensemble
-        self.engine = "keras" if hasattr(ensemble, "models") else "onnx"
+        self.engine = "keras" if isinstance(ensemble, Ensemble) else "onnx"
         self.model = ensemble.models[0] if self.engine == "keras" else None
         self.card = ensemble.cards[0]
         self.detector, self.input_size, self.min_score = detector, int(input_size), float(min_score)

@@ -284,12 +284,10 @@ class OnnxEnsemble:
     weights: list[float] | None = None
 
     def __post_init__(self) -> None:
-        from fer.profiles import check_recipe, check_weights
+        from fer.profiles import check_recipe
 
-        if not self.graphs or len(self.graphs) != len(self.cards):
-            raise ValueError("an ensemble needs at least one model, each with its card")
-        self.prior = check_recipe(self.tta, self.prior, self.tau)
-        self.weights = check_weights(self.weights, len(self.graphs))
+        self.prior, self.weights = check_recipe(len(self.graphs), self.cards, self.tta, self.prior, self.tau,
+                                                self.weights)
         self._members: list[OnnxClassifier] | None = None
         self._lock = threading.Lock()
 
@@ -323,18 +321,13 @@ class OnnxEnsemble:
 
     def probabilities(self, crops: np.ndarray, corrected: bool = True) -> np.ndarray:
         """Probabilities (n, 7) for uint8 faces (n, 48, 48); the prior correction unless ``corrected=False``."""
-        from fer.evaluate import tta_views
         from fer.prior import adjust
+        from fer.profiles import mix
 
         x = np.asarray(crops)
         if len(x) == 0:
             return np.zeros((0, NUM_CLASSES), np.float32)
-        views = np.concatenate(tta_views(x, self.tta)) if self.tta else x
-        out = np.zeros((len(x), NUM_CLASSES), np.float64)
-        for w, member in zip(self.weights, self.members):
-            probs = member(views)
-            out += w * probs.reshape(-1, len(x), probs.shape[-1]).mean(axis=0)
-        probs = out.astype(np.float32)
+        probs = mix(x, self.tta, self.weights, self.members)
         return adjust(probs, self.prior, self.tau) if corrected else probs
 
 

@@ -50,13 +50,27 @@ def manifest_path() -> Path:
     return MODELS_DIR / "profiles.json"
 
 
-def check_recipe(tta: str | None, prior, tau: float) -> np.ndarray | None:
-    """Check an ensemble's TTA mode and correction (``ValueError`` with the fix); the prior as an array."""
+def check_recipe(members: int, cards: list, tta: str | None, prior, tau: float,
+                 weights) -> tuple[np.ndarray | None, list[float]]:
+    """Check an ensemble of ``members`` models: a card each, its TTA mode, correction and weights
+    (``ValueError`` with the fix); the prior as an array and the weights summing to 1."""
+    if not members or members != len(cards):
+        raise ValueError("an ensemble needs at least one model, each with its card")
     if tta is not None and tta not in TTA_MODES:
         raise ValueError(f"tta={tta!r} is not a test-time augmentation; use None or one of: {', '.join(TTA_MODES)}")
     if not 0.0 <= float(tau) <= 3.0:
         raise ValueError(f"tau={tau} is outside [0, 3]; 0 turns the prior correction off")
-    return None if prior is None else check_prior(prior)
+    return (None if prior is None else check_prior(prior)), check_weights(weights, members)
+
+
+def mix(x: np.ndarray, tta: str | None, weights: list[float], predictors: list) -> np.ndarray:
+    """Probabilities (n, 7) for faces ``x`` (n, 48, 48): each predictor (views -> probabilities) averaged
+    over the TTA views, then the predictors' weighted mean. Both engines' ensembles use it."""
+    views = np.concatenate(tta_views(x, tta)) if tta else x
+    out = np.zeros((len(x), NUM_CLASSES), np.float64)
+    for w, predict in zip(weights, predictors):
+        out += w * np.asarray(predict(views)).reshape(-1, len(x), NUM_CLASSES).mean(axis=0)
+    return out.astype(np.float32)
 
 
 def check_weights(weights, members: int) -> list[float]:
@@ -92,13 +106,11 @@ class Ensemble:
     weights: list[float] | None = None
 
     def __post_init__(self) -> None:
-        if not self.models or len(self.models) != len(self.cards):
-            raise ValueError("an ensemble needs at least one model, each with its card")
-        self.prior = check_recipe(self.tta, self.prior, self.tau)
-        self.weights = check_weights(self.weights, len(self.models))
+        self.prior, self.weights = check_recipe(len(self.models), self.cards, self.tta, self.prior, self.tau,
+                                                self.weights)
         from fer.predictor import compiled_predictor
 
-        self._predictors = [compiled_predictor(m) for m in self.models]
+        self._predictors = [_on_float_images(compiled_predictor(m)) for m in self.models]
 
     @property
     def passes(self) -> int:
@@ -110,17 +122,15 @@ class Ensemble:
         x = np.asarray(crops)
         if len(x) == 0:
             return np.zeros((0, NUM_CLASSES), np.float32)
-        parts = [self._batch(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        parts = [mix(x[i : i + batch_size], self.tta, self.weights, self._predictors)
+                 for i in range(0, len(x), batch_size)]
         probs = np.concatenate(parts)
         return adjust(probs, self.prior, self.tau) if corrected else probs
 
-    def _batch(self, x: np.ndarray) -> np.ndarray:
-        views = np.concatenate(tta_views(x, self.tta)) if self.tta else x
-        views = views[..., None].astype(np.float32)
-        out = np.zeros((len(x), NUM_CLASSES), np.float64)
-        for w, predict in zip(self.weights, self._predictors):
-            out += w * predict(views).reshape(-1, len(x), NUM_CLASSES).mean(axis=0)
-        return out.astype(np.float32)
+
+def _on_float_images(predict):
+    """A compiled Keras predictor taking (n, 48, 48) faces: the (n, 48, 48, 1) float32 it needs."""
+    return lambda views: predict(views[..., None].astype(np.float32))
 
 
 def card_prior(cards: list) -> np.ndarray | None:
