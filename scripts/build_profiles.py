@@ -13,6 +13,7 @@ gets its own ``prior`` and ``tau`` (one pass), so that a model used alone keeps 
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import shlex
 import sys
@@ -86,19 +87,28 @@ def corrected_scores(probs: np.ndarray, y: np.ndarray, prior) -> tuple[float, fl
     return tau, float((fixed.argmax(1) == y).mean()), balanced_accuracy(fixed, y)
 
 
-def choose_weights(ensemble: Ensemble, split) -> tuple[list[float], list[dict]]:
-    """Two members' weights, chosen on public_test: the first member's weight from 0.5 to 0.9 whose
-    prior-corrected balanced accuracy is highest while the corrected accuracy stays at least that
-    of the first member alone (the ensemble must not read worse than its best model)."""
-    if len(ensemble.models) != 2:
-        raise ValueError("--photo-weights auto chooses between two members; give numbers for more")
-    probs = [replace(ensemble, models=[m], cards=[c], weights=None).probabilities(split.x, corrected=False)
-             for m, c in zip(ensemble.models, ensemble.cards)]
-    _, floor, _ = corrected_scores(probs[0], split.y, ensemble.prior)
+def weight_grid(members: int) -> list[tuple[float, ...]]:
+    """Every weighting of ``members`` models on a grid (step 0.05 for two, 0.1 for more), each weight
+    at least one step: no member is dropped."""
+    step = 0.05 if members == 2 else 0.1
+    units = round(1 / step)
+    combos = [c for c in itertools.product(range(1, units), repeat=members - 1) if sum(c) < units]
+    return [tuple(round(k * step, 2) for k in (*c, units - sum(c))) for c in combos]
+
+
+def choose_weights(probs: list[np.ndarray], y: np.ndarray, prior) -> tuple[list[float], list[dict]]:
+    """Members' weights, chosen on public_test: of the weightings in :func:`weight_grid` whose
+    prior-corrected accuracy is at least that of the best member alone (the ensemble must not read
+    worse than its best model), the one with the highest prior-corrected balanced accuracy. ``probs``
+    are the members' uncorrected probabilities on public_test, ``y`` its labels."""
+    if len(probs) < 2:
+        raise ValueError("--photo-weights auto needs two or more photo members")
+    floor = max(corrected_scores(p, y, prior)[1] for p in probs)
     table = []
-    for w in np.round(np.arange(0.5, 0.901, 0.05), 2):
-        tau, acc, bal = corrected_scores(w * probs[0] + (1 - w) * probs[1], split.y, ensemble.prior)
-        table.append({"weights": [float(w), round(1 - float(w), 2)], "tau": tau, "accuracy": round(acc, 4),
+    for weights in weight_grid(len(probs)):
+        mixed = sum(w * p for w, p in zip(weights, probs))
+        tau, acc, bal = corrected_scores(mixed, y, prior)
+        table.append({"weights": list(weights), "tau": tau, "accuracy": round(acc, 4),
                       "balanced_accuracy": round(bal, 4)})
     ok = [row for row in table if row["accuracy"] >= round(floor, 4)] or table
     return max(ok, key=lambda row: (row["balanced_accuracy"], row["accuracy"]))["weights"], table
@@ -111,7 +121,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photo-tta", default="flip", choices=("flip", "crops"))
     ap.add_argument("--photo-weights", nargs="+", default=["equal"], metavar="W",
                     help="the photo members' weights in the average: numbers, 'equal' (default), or 'auto' "
-                         "(two members: chosen on public_test, see choose_weights)")
+                         "(chosen on public_test, see choose_weights)")
     ap.add_argument("--live", required=True, metavar="MODEL", help="one model file in models/")
     ap.add_argument("--out", default=str(MODELS_DIR / "profiles.json"))
     args = ap.parse_args(argv)
@@ -132,7 +142,9 @@ def main(argv: list[str] | None = None) -> int:
         ensemble = Ensemble([loaded[m] for m in members], member_cards, tta, card_prior(member_cards))
         extra = {}
         if name == "photo" and args.photo_weights == ["auto"]:
-            weights, extra["weight_table"] = choose_weights(ensemble, split)
+            probs = [replace(ensemble, models=[m], cards=[c], weights=None).probabilities(split.x, corrected=False)
+                     for m, c in zip(ensemble.models, ensemble.cards)]
+            weights, extra["weight_table"] = choose_weights(probs, split.y, ensemble.prior)
             ensemble = replace(ensemble, weights=weights)
         elif name == "photo" and args.photo_weights != ["equal"]:
             ensemble = replace(ensemble, weights=[float(w) for w in args.photo_weights])

@@ -115,3 +115,27 @@ def test_shipped_profiles_figures_come_from_their_build():
         assert pt["balanced_accuracy"] >= pt["uncorrected"]["balanced_accuracy"], name
         assert pt["accuracy"] >= pt["uncorrected"]["accuracy"] - 0.003 - 1e-9, name
         assert spec["ms_per_face"] > 0 and spec["passes"] >= 1
+
+
+def build_profiles_script():
+    import importlib.util
+
+    from test_pins import REPO
+    spec = importlib.util.spec_from_file_location("build_profiles", REPO / "scripts" / "build_profiles.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_auto_weights_cover_the_simplex_and_favour_the_informative_member():
+    script = build_profiles_script()
+    for k, size in ((2, 19), (3, 36)):
+        grid = script.weight_grid(k)
+        assert len(grid) == size and len(set(grid)) == size
+        assert all(len(w) == k and min(w) > 0 and sum(w) == pytest.approx(1.0) for w in grid)
+    good, y = biased_probs(60, seed=1)
+    noise = np.random.default_rng(2).dirichlet(np.ones(7), len(y))
+    weights, table = script.choose_weights([noise, good, noise], y, FER_PRIOR)
+    assert len(table) == 36 and weights[1] == max(weights) and weights[1] >= 0.6
+    with pytest.raises(ValueError, match="two or more"):
+        script.choose_weights([good], y, FER_PRIOR)
