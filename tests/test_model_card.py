@@ -4,20 +4,16 @@ and every figure read from a card (or docs/baselines.json), none typed by hand."
 from __future__ import annotations
 
 import copy
-import importlib.util
 import json
 
 import pytest
 
-from test_pins import REPO
+from test_pins import REPO, load_script
 
 
 @pytest.fixture(scope="module")
 def script():
-    spec = importlib.util.spec_from_file_location("model_card", REPO / "scripts" / "model_card.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("model_card")
 
 
 @pytest.fixture(scope="module")

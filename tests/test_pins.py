@@ -15,6 +15,16 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
+
+
+def load_script(name: str):
+    """``scripts/<name>.py`` imported as a module (scripts are not a package)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 LOCKS = {"requirements.in": "requirements.txt", "requirements-scale.in": "requirements-scale.txt",
          "requirements-dev.in": "requirements-dev.txt"}
 LOCK_COMMAND = "pip-compile --allow-unsafe --no-emit-find-links --no-emit-index-url --strip-extras"

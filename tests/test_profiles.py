@@ -117,18 +117,10 @@ def test_shipped_profiles_figures_come_from_their_build():
         assert spec["ms_per_face"] > 0 and spec["passes"] >= 1
 
 
-def build_profiles_script():
-    import importlib.util
-
-    from test_pins import REPO
-    spec = importlib.util.spec_from_file_location("build_profiles", REPO / "scripts" / "build_profiles.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_auto_weights_cover_the_simplex_and_favour_the_informative_member():
-    script = build_profiles_script()
+    from test_pins import load_script
+
+    script = load_script("build_profiles")
     for k, size in ((2, 19), (3, 36)):
         grid = script.weight_grid(k)
         assert len(grid) == size and len(set(grid)) == size
