@@ -67,3 +67,21 @@ def test_the_manifests_profiles_become_the_rows(script, card):
     assert ("| shipped, `photo` profile | `a.keras` + `b.keras` | flip | 4 | 0.4 | 71.23% | 68.11% | 71.33% | "
             "66.11% |") in md
     assert "| shipped, `live` profile | `c.keras` | none | 1 | 0.4 | 69.87% | 66.02% |" in md
+
+
+def test_the_baselines_measured_on_the_same_crops_are_rendered_beside_the_profiles(script, card):
+    """The `fer` package's classifier row (benchmarks/fer_package_accuracy.py --write) and the seed's row are
+    read from docs/baselines.json: a changed figure there changes both generated files."""
+    baselines = json.loads((REPO / "docs" / "baselines.json").read_text())
+    pkg = copy.deepcopy(baselines["fer_package_classifier"])
+    pkg.update(accuracy=0.4321, balanced_accuracy=0.3456, ms_per_face=0.77)
+    pkg["per_class_recall"]["fear"] = 0.123
+    changed = {**baselines, "fer_package_classifier": pkg}
+    md = "\n".join(script.render_profiles(script.manifest(), card, changed))
+    row = next(ln for ln in md.splitlines() if ln.startswith(f"| {pkg['name']} |"))
+    assert "| 43.21% | 34.56% | 0.77 (" in row and "| 12.3% |" in row
+    assert f"| {baselines['seed_same_split']['name']} |" in md
+    table = script.results_table(card, changed, script.manifest()["profiles"])
+    assert "| 43.2% | 34.6% |" in table.splitlines()[6]
+    without = {k: v for k, v in baselines.items() if k != "fer_package_classifier"}
+    assert "its classifier alone" not in "\n".join(script.render_profiles(script.manifest(), card, without))
