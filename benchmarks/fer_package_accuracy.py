@@ -30,7 +30,6 @@ import argparse
 import datetime as dt
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -41,7 +40,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from pipeline_speed import DEFAULT_VENV, FER_VERSION, fer_python, fer_ready, install_fer  # noqa: E402
+from pipeline_speed import DEFAULT_VENV, FER_VERSION, FerWorker, fer_ready, install_fer  # noqa: E402
 
 from fer.labels import EMOTIONS  # noqa: E402
 
@@ -68,32 +67,12 @@ for line in sys.stdin:
 """
 
 
-class FerClassifier:
-    """The `fer` package's classifier in its own venv: scores for all crops at start, then timing rounds."""
-
-    def __init__(self, venv: Path, faces: np.ndarray, tmp: str) -> None:
-        src, out = os.path.join(tmp, "faces.npy"), os.path.join(tmp, "scores.npy")
-        np.save(src, faces)
-        self.proc = subprocess.Popen([str(fer_python(venv)), "-c", FER_WORKER, src, out, json.dumps(list(EMOTIONS))],
-                                     cwd=tmp, text=True, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                     stderr=subprocess.DEVNULL, env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
-        self._expect("READY")
-        self.scores = np.load(out)
-
-    def _expect(self, word: str) -> str:
-        for line in self.proc.stdout:
-            if line.startswith(word):
-                return line[len(word):].strip()
-        raise RuntimeError(f"the `fer` package's worker stopped (exit code {self.proc.wait()})")
-
-    def ms_per_face(self, n: int) -> float:
-        self.proc.stdin.write(f"{n}\n")
-        self.proc.stdin.flush()
-        return json.loads(self._expect("RESULT"))["ms"]
-
-    def close(self) -> None:
-        self.proc.stdin.close()
-        self.proc.wait(timeout=60)
+def fer_package_scores(venv: Path, faces: np.ndarray, tmp: str) -> tuple[np.ndarray, FerWorker]:
+    """The `fer` package's scores for every crop, and its worker, left running for the timing rounds."""
+    src, out = os.path.join(tmp, "faces.npy"), os.path.join(tmp, "scores.npy")
+    np.save(src, faces)
+    worker = FerWorker(venv, FER_WORKER, [src, out, json.dumps(list(EMOTIONS))], tmp)
+    return np.load(out), worker
 
 
 def summary(scores: np.ndarray, y: np.ndarray) -> dict:
@@ -144,12 +123,12 @@ def main(argv: list[str] | None = None) -> int:
     ours = {name: EmotionRecognizer(profile=name) for name in ("live", "photo")}
     sample = split.x[: args.timing_faces]
     with tempfile.TemporaryDirectory() as tmp:
-        pkg = FerClassifier(args.fer_venv, split.x, tmp)
-        results = {"fer package": summary(pkg.scores, split.y)}
+        scores, pkg = fer_package_scores(args.fer_venv, split.x, tmp)
+        results = {"fer package": summary(scores, split.y)}
         results.update({name: summary(rec.classify(split.x), split.y) for name, rec in ours.items()})
         times: dict[str, list[float]] = {k: [] for k in results}
         for _ in range(args.rounds):
-            times["fer package"].append(pkg.ms_per_face(len(sample)))
+            times["fer package"].append(pkg.ask(str(len(sample)))["ms"])
             for name, rec in ours.items():
                 times[name].append(ms_per_face(rec, sample))
         pkg.close()

@@ -99,12 +99,11 @@ def install_fer(venv: Path) -> None:
 
 
 class FerWorker:
-    """The `fer` package timing the frames in its own venv, one round per :meth:`round` call."""
+    """A script run in the `fer` package's venv, talked to line by line: it prints ``READY`` once set up,
+    then answers each line sent to it with ``RESULT <json>``."""
 
-    def __init__(self, venv: Path, frames: np.ndarray, tmp: str) -> None:
-        path = os.path.join(tmp, "frames.npy")
-        np.save(path, frames)
-        self.proc = subprocess.Popen([str(fer_python(venv)), "-c", FER_WORKER, path], cwd=tmp, text=True,
+    def __init__(self, venv: Path, code: str, args: list[str], cwd: str) -> None:
+        self.proc = subprocess.Popen([str(fer_python(venv)), "-c", code, *args], cwd=cwd, text=True,
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                                      env={**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3"})
         self._expect("READY")
@@ -115,8 +114,9 @@ class FerWorker:
                 return line[len(word):].strip()
         raise RuntimeError(f"the `fer` package's worker stopped (exit code {self.proc.wait()})")
 
-    def round(self) -> dict:
-        self.proc.stdin.write("go\n")
+    def ask(self, line: str = "go") -> dict:
+        """Send one line; the worker's JSON answer."""
+        self.proc.stdin.write(f"{line}\n")
         self.proc.stdin.flush()
         return json.loads(self._expect("RESULT"))
 
@@ -226,11 +226,12 @@ def main() -> int:
     print(f"{os.cpu_count()} CPU cores, load average {os.getloadavg()[0]:.1f} before the run; "
           f"{len(frames)} frames 640x480, one moving face")
     with tempfile.TemporaryDirectory() as tmp:
-        worker = FerWorker(args.fer_venv, frames, tmp)
+        np.save(os.path.join(tmp, "frames.npy"), frames)
+        worker = FerWorker(args.fer_venv, FER_WORKER, [os.path.join(tmp, "frames.npy")], tmp)
         fer_name = f"`fer` package {FER_VERSION}: FER().detect_emotions (Haar + TFLite)"
         ours = {**live_variants(live), "photo: EmotionRecognizer().analyze (ensemble, flip TTA, refinement)":
                 lambda fr: sum(len(photo.analyze(f)) > 0 for f in fr)}
-        contenders = {fer_name: worker.round,
+        contenders = {fer_name: worker.ask,
                       **{name: (lambda fn=fn: timed(fn, frames)) for name, fn in ours.items()},
                       **classifier_variants(live, frames)}
         try:

@@ -25,6 +25,8 @@ def load_script(name: str):
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
+
+
 LOCKS = {"requirements.in": "requirements.txt", "requirements-scale.in": "requirements-scale.txt",
          "requirements-dev.in": "requirements-dev.txt"}
 LOCK_COMMAND = "pip-compile --allow-unsafe --no-emit-find-links --no-emit-index-url --strip-extras"
