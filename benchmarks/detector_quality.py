@@ -11,6 +11,11 @@ A face counts as found when a detection overlaps its true box with IoU >= 0.3 (o
 every other detection is a false positive. Time: median ms per 640x480 image, first call
 excluded. ``--alignment`` adds the precision of the eye line on faces rotated -40..+40 degrees
 (60 and 160 px), first-pass landmarks vs refined ones.
+
+``--conditions`` measures the whole photo pipeline under :data:`fer.corruptions.PHOTO_CONDITIONS`
+(shrunk to a half and a quarter, dark, noisy, blurred, JPEG quality 12): on the set's face scenes,
+the faces the default detector still finds, and with ``EmotionRecognizer(profile=...)`` the faces that
+keep the label they get in the clean photo (a face matched to its true box, IoU >= 0.3).
 """
 
 from __future__ import annotations
@@ -94,6 +99,40 @@ def alignment() -> None:
         print(f"| {name} | {spread[False]:.1f} | {spread[True]:.1f} | {worst[False]:.1f} | {worst[True]:.1f} |")
 
 
+def _labels_by_truth(results, truth: list, scale: float) -> dict[int, str]:
+    """Index of each true box -> the label of the detected face that overlaps it best (IoU >= 0.3)."""
+    out = {}
+    for i, box in enumerate(truth):
+        scaled = tuple(round(v * scale) for v in box)
+        best = max(results, key=lambda r: scenes.iou(r.box, scaled), default=None)
+        if best is not None and scenes.iou(best.box, scaled) >= 0.3:
+            out[i] = best.emotion
+    return out
+
+
+def conditions(profile: str, input_size: int | None) -> None:
+    """Faces found, and labels kept, per whole-photo condition."""
+    from fer import EmotionRecognizer
+    from fer.corruptions import PHOTO_CONDITIONS, degrade_photo, photo_scale
+
+    rec = EmotionRecognizer(profile=profile)
+    data = [s for s in scenes.benchmark_set() if s.boxes]
+    clean = [_labels_by_truth(rec.analyze(s.image, input_size=input_size), s.boxes, 1.0) for s in data]
+    total = sum(len(s.boxes) for s in data)
+    print(f"\n{len(data)} face scenes, {total} faces; profile {profile}; detector input "
+          f"{input_size or 'default'}; clean: {sum(map(len, clean))}/{total} found\n")
+    print("| photo condition | faces found | label kept (of the faces found clean) |")
+    print("|---|---|---|")
+    for cond, what in PHOTO_CONDITIONS.items():
+        found = kept = 0
+        for k, (scene, ref) in enumerate(zip(data, clean)):
+            img = degrade_photo(scene.image, cond, seed=k)
+            got = _labels_by_truth(rec.analyze(img, input_size=input_size), scene.boxes, photo_scale(cond))
+            found += len(got)
+            kept += sum(got.get(i) == label for i, label in ref.items())
+        print(f"| {cond}: {what} | {found}/{total} | {kept}/{sum(map(len, clean))} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per 640x480 image")
@@ -101,7 +140,14 @@ def main() -> None:
     parser.add_argument("--only", help="run only configurations whose name contains this text")
     parser.add_argument("--misses", action="store_true", help="list the scenes with missed faces")
     parser.add_argument("--alignment", action="store_true", help="also measure eye-angle precision on tilted faces")
+    parser.add_argument("--conditions", action="store_true",
+                        help="only the whole photo pipeline under degraded photos (faces found, labels kept)")
+    parser.add_argument("--profile", default="photo", help="with --conditions: the profile (default photo)")
+    parser.add_argument("--input-size", type=int, help="with --conditions: the detector's working size")
     args = parser.parse_args()
+    if args.conditions:
+        conditions(args.profile, args.input_size)
+        return
     data = scenes.benchmark_set()
     print(f"{len(data)} images, {sum(len(s.boxes) for s in data)} faces; {os.cpu_count()} CPU cores; "
           f"load average {os.getloadavg()[0]:.1f}\n")

@@ -46,8 +46,8 @@ def mean_weights(paths: list[str | Path]) -> dict[str, np.ndarray]:
     Every checkpoint must have the same weights (same architecture); integer state such as the
     augmentation's random seed is not averaged.
     """
-    if len(paths) < 2:
-        raise ValueError(f"averaging needs at least 2 checkpoints, got {len(paths)}")
+    if not paths:
+        raise ValueError("averaging needs at least one checkpoint")
     sums: dict[str, np.ndarray] = {}
     for i, path in enumerate(paths):
         arrays = {w.path: w.numpy() for w in _load_checkpoint(path).weights}
@@ -60,16 +60,23 @@ def mean_weights(paths: list[str | Path]) -> dict[str, np.ndarray]:
     return {key: (value / len(paths)).astype(np.float32) for key, value in sums.items()}
 
 
-def run_checkpoints(out: str | Path, first_epoch: int) -> tuple[list[Path], dict]:
-    """The kept epoch checkpoints of the run that writes ``out``, from ``first_epoch`` on, and its state."""
+def run_checkpoints(out: str | Path, first_epoch: int, base_weight: float = 0.0) -> tuple[list[Path], dict]:
+    """The kept epoch checkpoints of the run that writes ``out``, from ``first_epoch`` on, and its state.
+
+    Averaging needs two checkpoints at least, or one blended with the run's starting model (``base_weight`` > 0).
+    """
     state = read_state(out)
     if state is None:
         raise ValueError(f"no training run found for {out} (no {run_dir(out) / 'state.json'}); "
                          "give the --out of a run trained with --keep-checkpoints")
     last = int(state["epoch"])
-    if not 1 <= first_epoch < last:
-        raise ValueError(f"--from-epoch must be between 1 and {last - 1} (the run has {last} epochs), "
+    top = last if base_weight > 0 else last - 1
+    if not 1 <= first_epoch <= top:
+        raise ValueError(f"--from-epoch must be between 1 and {top} (the run has {last} epochs), "
                          f"got {first_epoch}")
+    if base_weight > 0 and not state.get("init_model"):
+        raise ValueError("--base-weight blends the run with the model it fine-tuned (--init-model), but this run "
+                         "started from scratch")
     paths = [epoch_checkpoint(run_dir(out), e) for e in range(first_epoch, last + 1)]
     missing = [p.name for p in paths if not p.is_file()]
     if missing:
@@ -78,9 +85,23 @@ def run_checkpoints(out: str | Path, first_epoch: int) -> tuple[list[Path], dict
     return paths, state
 
 
+def blend(averaged: dict[str, np.ndarray], base, base_weight: float) -> dict[str, np.ndarray]:
+    """``(1 - base_weight) * averaged + base_weight * base`` weight by weight (WiSE-FT, Wortsman et al. 2022:
+    a fine-tuned model blended with the model it started from keeps more of the starting model's strengths)."""
+    if not 0 <= base_weight < 1:
+        raise ValueError(f"base_weight must be in [0, 1); got {base_weight}")
+    theirs = {w.path: w.numpy() for w in base.weights}
+    missing = [k for k in averaged if k not in theirs or theirs[k].shape != averaged[k].shape]
+    if missing:
+        raise ValueError(f"the starting model has no weight matching {missing[0]}; blend models of one architecture")
+    return {k: ((1 - base_weight) * v + base_weight * theirs[k]).astype(np.float32) for k, v in averaged.items()}
+
+
 def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, command: str = "",
-                batch_size: int = 256):
+                batch_size: int = 256, base_weight: float = 0.0):
     """Average the kept checkpoints of the run that wrote ``out`` from ``first_epoch`` on; save to ``dest``.
+
+    ``base_weight`` > 0 blends the average with the run's ``--init-model`` (see :func:`blend`).
 
     The BatchNorm statistics are recomputed on the run's training split; the averaged model is
     evaluated on the run's selection split like any trained model, and its card records which
@@ -94,13 +115,18 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
     dest = Path(dest)
     if dest.suffix != ".keras":
         raise ValueError(f"--out {dest} must end in .keras")
-    paths, state = run_checkpoints(out, first_epoch)
+    paths, state = run_checkpoints(out, first_epoch, base_weight)
     cfg = TrainConfig.from_dict(state["config"])
     train_split, val_split, val_name = train_val_splits(data, cfg)
     seed = int(state.get("seed") or 0)
     keras.utils.set_random_seed(seed)  # the dropout masks of the BatchNorm passes: same command, same model
     model = build_for(cfg, "float32", seed)
-    model.set_weights(weights_for(model, mean_weights(paths)))
+    weights = mean_weights(paths)
+    if base_weight > 0:
+        from fer.modelfile import load_model
+
+        weights = blend(weights, load_model(state["init_model"])[0], base_weight)
+    model.set_weights(weights_for(model, weights))
     order = np.random.default_rng(seed).permutation(len(train_split.x))
     batch_size = min(batch_size, len(order))
     batches = recompute_batchnorm(model, train_split.x[order], batch_size)
@@ -108,6 +134,7 @@ def average_run(data, out: str | Path, dest: str | Path, *, first_epoch: int, co
     card.best_epoch = 0
     card.averaged = {"first_epoch": first_epoch, "last_epoch": int(state["epoch"]), "checkpoints": len(paths),
                      "batchnorm_images": batches * batch_size, "command": command,
+                     **({"base_model": state["init_model"], "base_weight": base_weight} if base_weight else {}),
                      "best_single_epoch": {"epoch": state["best_epoch"], "accuracy": state["best_score"]}}
     card.metrics = final_metrics(model, data, val_name, val_split)
     card.prior, card.tau = prior_correction(model, train_split, val_split)

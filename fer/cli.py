@@ -62,6 +62,9 @@ def _add_average(sub) -> None:
     p.add_argument("--from-epoch", type=int, required=True, help="average the epochs from this one to the last")
     p.add_argument("--data", required=True, help="the run's dataset (BatchNorm statistics, evaluation)")
     p.add_argument("--out", required=True, help="output model path, e.g. models/mine_swa.keras")
+    p.add_argument("--base-weight", type=float, default=0.0, metavar="W",
+                   help="blend the average with the model the run fine-tuned (its --init-model), that one at weight "
+                        "W in [0, 1) (WiSE-FT; default 0: off); with it, --from-epoch may be the last epoch")
     p.add_argument("--skip-unknown", action="store_true")
     p.set_defaults(handler=cmd_average)
 
@@ -75,6 +78,14 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--profile", choices=tuple(PROFILES), default=DEFAULT_PROFILE,
                    help="; ".join(f"{k}: {v}" for k, v in PROFILES.items()) + f" (default {DEFAULT_PROFILE})")
     add_tta_option(p)
+    p.add_argument("--corruptions", metavar="LIST",
+                   help="also measure under camera conditions: 'all' or a comma list of "
+                        "blur,noise,jpeg,dark,contrast,lowres,tilt,occlusion (the split's crops, corrupted "
+                        "deterministically; prints each condition's accuracy and their mean)")
+    p.add_argument("--severity", default="all", choices=("1", "2", "3", "4", "5", "all"),
+                   help="with --corruptions: severity 1 (mild) to 5 (harsh), or all (default: each crop at one "
+                        "of the five, in equal shares)")
+    p.add_argument("--corruption-seed", type=int, default=0, help="with --corruptions: the corruptions' seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--skip-unknown", action="store_true")
     p.set_defaults(handler=cmd_evaluate)
@@ -142,10 +153,13 @@ def cmd_average(args) -> int:
     from fer.averaging import average_run, run_checkpoints
     from fer.data import load_dataset
 
-    run_checkpoints(args.run, args.from_epoch)  # a bad run or epoch fails before the data loads
+    if not 0 <= args.base_weight < 1:
+        raise ValueError(f"--base-weight must be in [0, 1); got {args.base_weight}")
+    run_checkpoints(args.run, args.from_epoch, args.base_weight)  # a bad run or epoch fails before the data loads
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     command = "python -m fer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    path, card = average_run(data, args.run, args.out, first_epoch=args.from_epoch, command=command)
+    path, card = average_run(data, args.run, args.out, first_epoch=args.from_epoch, command=command,
+                             base_weight=args.base_weight)
     split, metrics = next(iter(card.metrics.items()))
     single = card.averaged["best_single_epoch"]
     print(f"averaged epochs {args.from_epoch}-{card.averaged['last_epoch']}: {split} accuracy "
@@ -166,6 +180,8 @@ def cmd_evaluate(args) -> int:
     split = args.split or ("public_test" if "public_test" in data.splits else "all")
     result = evaluate_ensemble(ensemble, data.split(split))
     result.update(split=split, model=str(args.model or "default"), architecture=ensemble.cards[0].architecture)
+    if args.corruptions:
+        result["corruptions"] = _corruptions(ensemble, data.split(split), args)
     if args.json:
         print(json.dumps(result))
         return 0
@@ -178,7 +194,22 @@ def cmd_evaluate(args) -> int:
     for name, m in result["per_class"].items():
         print(f"  {name:9s} precision {m['precision']:.3f}  recall {m['recall']:.3f}  "
               f"f1 {m['f1']:.3f}  n={m['support']}")
+    if args.corruptions:
+        from fer.robustness import format_table
+
+        rob = result["corruptions"]
+        print(f"\nUnder camera conditions (severity {rob['severity']}, seed {rob['seed']}, accuracy):")
+        print(format_table({f"profile {args.profile}": rob}))
     return 0
+
+
+def _corruptions(ensemble, split, args) -> dict:
+    from fer.corruptions import parse_conditions
+    from fer.robustness import ensemble_classifier, robustness
+
+    severity = args.severity if args.severity == "all" else int(args.severity)
+    return robustness(ensemble_classifier(ensemble), split.x, split.y, parse_conditions(args.corruptions),
+                      severity, args.corruption_seed)
 
 
 def quiet_keras_import() -> None:

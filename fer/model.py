@@ -12,6 +12,7 @@ from typing import Callable
 import keras
 from keras import layers, ops
 
+from fer.camera_augment import CameraAugment  # registered for loading: saved models may hold one
 from fer.images import FACE_SIZE
 from fer.labels import NUM_CLASSES
 
@@ -217,8 +218,13 @@ def augmentation(strength: float = 1.0, seed: int | None = None) -> FaceAugment:
 
 
 def build_model(arch: str = DEFAULT_ARCH, *, augment: bool = True, augment_strength: float = 1.0,
-                seed: int | None = None) -> keras.Model:
-    """Build an uncompiled model: raw 48x48x1 gray (0-255) in, 7 softmax probabilities out."""
+                seed: int | None = None, camera: float = 0.0, camera_conditions: str = "all") -> keras.Model:
+    """Build an uncompiled model: raw 48x48x1 gray (0-255) in, 7 softmax probabilities out.
+
+    ``camera`` > 0 adds :class:`fer.camera_augment.CameraAugment` after the augmentation: that share of the
+    training crops gets one camera condition (``camera_conditions``: "all" or a comma list of
+    :data:`fer.corruptions.CONDITIONS`).
+    """
     if arch not in ARCHITECTURES:
         raise ValueError(f"unknown architecture {arch!r}; choose one of: {', '.join(ARCHITECTURES)}")
     body, _ = ARCHITECTURES[arch]
@@ -226,4 +232,8 @@ def build_model(arch: str = DEFAULT_ARCH, *, augment: bool = True, augment_stren
     x = layers.Rescaling(1.0 / 255.0, dtype="float32", name="rescale")(inputs)
     if augment:
         x = augmentation(augment_strength, seed)(x)
+    if augment and camera > 0:
+        from fer.corruptions import parse_conditions
+
+        x = CameraAugment(camera, parse_conditions(camera_conditions), seed=seed, name="camera")(x)
     return keras.Model(inputs, body(x), name=arch)

@@ -12,9 +12,9 @@ classifies (a Ray actor, a server replica) starts without importing Keras or Ten
 
 The converter covers the layers this project's architectures use (Conv2D, BatchNormalization,
 Activation/ReLU/Softmax, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dense,
-Add, Rescaling; dropout, noise and :class:`fer.model.FaceAugment` are identities at inference),
-in any graph of them. The preprocessing (``Rescaling``) stays in the graph. A model with another
-layer gets a ``ValueError`` that names it. Parity with Keras: ``tests/test_export.py``.
+Add, Rescaling; dropout, noise, :class:`fer.model.FaceAugment` and :class:`fer.camera_augment.CameraAugment`
+are identities at inference), in any graph of them. The preprocessing (``Rescaling``) stays in the graph.
+A model with another layer gets a ``ValueError`` that names it. Parity with Keras: ``tests/test_export.py``.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from fer.labels import NUM_CLASSES
 OPSET = 17
 INPUT_NAME, OUTPUT_NAME = "face", "probabilities"
 IDENTITY_LAYERS = {"InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
-                   "GaussianDropout", "AlphaDropout", "FaceAugment", "RandomFlip", "RandomRotation",
+                   "GaussianDropout", "AlphaDropout", "FaceAugment", "CameraAugment", "RandomFlip", "RandomRotation",
                    "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness", "Identity"}
 """Layers that pass their input through unchanged at inference."""
 

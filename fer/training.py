@@ -61,6 +61,12 @@ class TrainConfig:
     class_weights: bool = _option(False, "weight classes by inverse frequency")
     augment: bool = _option(True, "train without the in-model augmentation")
     augment_strength: float = _option(1.0, "scale every augmentation range (0 = none, 1 = default, up to 2)")
+    camera: float = _option(0.0, "share of training crops that get one camera condition (blur, sensor noise, JPEG, "
+                            "darkness, low contrast, low resolution, tilt, a covered part of the face) at a random "
+                            "severity over fer.corruptions.RANGES (default 0: off; 0.5 = half the crops)",
+                            metavar="SHARE")
+    camera_conditions: str = _option("all", "with --camera: which conditions, 'all' or a comma list of "
+                                     "blur,noise,jpeg,dark,contrast,lowres,tilt,occlusion", metavar="LIST")
     precision: str = _option("auto")
     seed: int = _option(0, "random seed (a fine-tuning run adds its stage number to it)")  # see run_seed
     val_fraction: float = _option(0.1, "share of train carved out for selection when the data has no public_test")
@@ -98,6 +104,7 @@ class TrainConfig:
              "precision must be auto, float32, mixed_bfloat16 or mixed_float16"),
             (0 < self.val_fraction < 0.5, "val_fraction must be in (0, 0.5)"),
             (0 <= self.augment_strength <= 2, "augment_strength must be in [0, 2]"),
+            (0 <= self.camera <= 1, "camera must be a share in [0, 1] (0: off)"),
             (self.time_budget_s >= 0, "time_budget_s must be 0 (off) or a number of seconds"),
             (self.patience >= 0, "patience must be 0 (off) or a number of epochs"),
             (self.teacher in ("", "photo", "live") or self.teacher.endswith(".keras"),
@@ -173,6 +180,7 @@ def build_for(cfg: TrainConfig, policy: str, seed: int | None = None):
 
     with dtype_policy(policy):
         return fer.model.build_model(cfg.arch, augment=cfg.augment, augment_strength=cfg.augment_strength,
+                                     camera=cfg.camera, camera_conditions=cfg.camera_conditions,
                                      seed=cfg.seed if seed is None else seed)
 
 

@@ -63,7 +63,9 @@ def load(src: Path, dest: Path) -> None:
         facts = json.loads(bytes(z["meta"]).decode())
         weights = [z[k].astype(np.float32) for k in sorted(k for k in z.files if k.startswith("w"))]
     model = build_model(facts["architecture"], augment=bool(facts["config"].get("augment", True)),
-                        augment_strength=float(facts["config"].get("augment_strength", 1.0)))
+                        augment_strength=float(facts["config"].get("augment_strength", 1.0)),
+                        camera=float(facts["config"].get("camera", 0.0)),
+                        camera_conditions=str(facts["config"].get("camera_conditions", "all")))
     if len(weights) != len(model.get_weights()):
         raise ValueError(f"{src} holds {len(weights)} arrays; a {facts['architecture']} model has "
                          f"{len(model.get_weights())}")

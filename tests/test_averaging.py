@@ -32,6 +32,20 @@ def test_swa_averages_the_kept_epochs_and_records_it(tmp_path):
     assert 0 <= loaded.metrics["public_test"]["accuracy"] <= 1 and "public_test_tta_flip" in loaded.metrics
 
 
+def test_a_fine_tuned_run_blends_with_its_starting_model(tmp_path):
+    data, start, tuned = tiny_data(), tmp_path / "start.keras", tmp_path / "tuned.keras"
+    train(data, TrainConfig(**CFG, epochs=1), start)
+    train(data, TrainConfig(**CFG, epochs=1, keep_checkpoints=True), tuned, init_model=str(start))
+    path, card = average_run(data, tuned, tmp_path / "wise.keras", first_epoch=1, base_weight=0.25)
+    base, last = _kernels(start), _kernels(epoch_checkpoint(run_dir(tuned), 1))
+    now = {w.path: w.numpy() for w in load_model(path)[0].weights}
+    for key in base:
+        np.testing.assert_allclose(now[key], 0.75 * last[key] + 0.25 * base[key], rtol=1e-5, atol=1e-6, err_msg=key)
+    assert card.averaged["base_weight"] == 0.25 and card.averaged["base_model"] == str(start)
+    with pytest.raises(ValueError, match="base_weight must be in"):
+        average_run(data, tuned, tmp_path / "x.keras", first_epoch=1, base_weight=1.0)
+
+
 def test_swa_is_reproducible(tmp_path):
     """BatchNorm statistics come from forward passes with dropout on: the same command gives the same model."""
     data, out = tiny_data(), tmp_path / "m.keras"
@@ -54,8 +68,10 @@ def test_swa_refuses_runs_without_checkpoints_and_bad_epochs(tmp_path):
         average_run(data, out, tmp_path / "a.keras", first_epoch=1)
     with pytest.raises(ValueError, match="between 1 and 1"):
         average_run(data, out, tmp_path / "a.keras", first_epoch=2)
-    with pytest.raises(ValueError, match="at least 2 checkpoints"):
-        mean_weights([run_dir(out) / "last.keras"])
+    with pytest.raises(ValueError, match="at least one checkpoint"):
+        mean_weights([])
+    with pytest.raises(ValueError, match="started from scratch"):
+        average_run(data, out, tmp_path / "a.keras", first_epoch=2, base_weight=0.5)
     with pytest.raises(ValueError, match="must end in .keras"):
         average_run(data, out, tmp_path / "a.h5", first_epoch=1)
     assert not (tmp_path / "a.keras").exists()

@@ -22,7 +22,8 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("cli")
     data = write_kaggle_folders(root / "data", {"train": make_split(6, 1), "public_test": make_split(2, 2)})
     out = root / "m.keras"
-    proc = run_cli("train", "--data", str(data), "--epochs", "1", "--batch-size", "16", "--out", str(out))
+    proc = run_cli("train", "--data", str(data), "--epochs", "1", "--batch-size", "16", "--camera", "0.5",
+                   "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-3000:]
     return data, out, proc
 
@@ -33,6 +34,7 @@ def test_train_then_evaluate_json(trained):
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["command"].startswith("python -m fer train --data") and card["epochs"] == 1
     assert len(card["prior"]) == 7 and abs(sum(card["prior"]) - 1) < 1e-3 and 0 <= card["tau"] <= 1.5
+    assert card["config"]["camera"] == 0.5 and card["config"]["camera_conditions"] == "all"
     ev = run_cli("evaluate", "--data", str(data), "--model", str(out), "--profile", "live", "--json")
     assert ev.returncode == 0, ev.stderr[-2000:]
     result = json.loads(ev.stdout)
@@ -46,12 +48,28 @@ def test_train_then_evaluate_json(trained):
     assert plain.returncode == 0 and plain.stdout.startswith("Loss: ") and "Accuracy: " in plain.stdout
 
 
+def test_evaluate_under_camera_conditions(trained):
+    data, out, _ = trained
+    ev = run_cli("evaluate", "--data", str(data), "--model", str(out), "--profile", "live", "--corruptions",
+                 "noise,dark", "--severity", "4", "--json")
+    assert ev.returncode == 0, ev.stderr[-2000:]
+    result = json.loads(ev.stdout)
+    rob = result["corruptions"]
+    assert set(rob["conditions"]) == {"noise", "dark"} and rob["severity"] == 4 and rob["n"] == result["n"]
+    assert rob["clean"]["accuracy"] == result["accuracy"]
+    text = run_cli("evaluate", "--data", str(data), "--model", str(out), "--profile", "live", "--corruptions", "all")
+    assert text.returncode == 0 and "Under camera conditions" in text.stdout and "mean of the 8" in text.stdout
+    bad = run_cli("evaluate", "--data", str(data), "--model", str(out), "--corruptions", "fog")
+    assert bad.returncode == 2 and "unknown camera condition" in bad.stderr
+
+
 @pytest.mark.parametrize("args, message", [
     (["evaluate", "--data", "/nonexistent/dir"], "does not exist"),
     (["evaluate", "--data", ".", "--model", "/nonexistent.keras"], "does not exist"),
     (["train", "--data", ".", "--epochs", "0", "--out", "x.keras"], "epochs must be at least 1"),
     (["train", "--data", ".", "--arch", "nope", "--out", "x.keras"], "arch must be one of"),
     (["train", "--data", ".", "--patience", "-1", "--out", "x.keras"], "patience must be 0"),
+    (["train", "--data", ".", "--camera", "2", "--out", "x.keras"], "camera must be a share"),
     (["average", "--run", "/nonexistent/x.keras", "--from-epoch", "2", "--data", ".", "--out", "y.keras"],
      "no training run found"),
 ])
