@@ -51,7 +51,7 @@ def live_recipe(ensemble) -> dict[str, Any]:
     from fer.faces import FER2013_BOXES, FER2013_LANDMARKS
     from fer.images import FACE_SIZE
     from fer.inference import EmotionRecognizer, FaceTracker
-    from fer.stream import LiveStream
+    from fer.stream import LK_PARAMS, LiveStream
 
     stream, rec, tracker = _defaults(LiveStream.__init__), _defaults(EmotionRecognizer.__init__), _defaults(
         FaceTracker.__init__)
@@ -63,6 +63,8 @@ def live_recipe(ensemble) -> dict[str, Any]:
         "refine_min_score": REFINE_MIN_SCORE, "refine": bool(rec["refine"]), "min_score": float(rec["min_score"]),
         "input_size": int(rec["input_size"]), "detect_size": int(stream["detect_size"]),
         "detect_every": int(stream["detect_every"]), "stable_eyes": float(stream["stable_eyes"]),
+        "max_flow_error": float(stream["max_flow_error"]), "flow_window": int(LK_PARAMS["winSize"][0]),
+        "flow_levels": int(LK_PARAMS["maxLevel"]),
         "alpha": float(tracker["alpha"]), "iou_threshold": float(tracker["iou_threshold"]),
         "max_missed": int(tracker["max_missed"]),
     }

@@ -7,7 +7,7 @@ const statusLine = document.getElementById("status");
 
 let config = null, worker = null, ready = false, stream = null, busy = false, frameId = 0;
 let faces = [], seq = 0, lastSent = 0, points = [], errors = 0, lastError = null;
-const meter = { last: null, interval: null }, camera = { first: null, last: null, frames: 0 };
+const meter = { last: null, interval: null }, camera = { first: null, last: null, frames: 0, seen: 0, sent: 0 };
 let latest = { latency: 0, behind: 0, ms: 0 };
 
 // ------------------------------------------------------------------ Streamlit's component protocol
@@ -71,7 +71,7 @@ async function openCamera() {
   await video.play();
   button.textContent = "Stop"; button.classList.remove("primary");
   statusLine.textContent = "Running in your browser: no image leaves this device.";
-  Object.assign(camera, { first: null, last: null, frames: 0 });
+  Object.assign(camera, { first: null, last: null, frames: 0, seen: 0, sent: 0 });
   Object.assign(meter, { last: null, interval: null });
   worker.postMessage({ type: "reset" });
   video.requestVideoFrameCallback(onFrame);
@@ -89,11 +89,11 @@ async function onFrame(now, meta) {
   if (!stream) return;
   const t = meta.mediaTime;
   if (camera.first === null) camera.first = t; else camera.frames += 1;
-  camera.last = t;
+  camera.last = t; camera.seen += 1;
   if (view.width !== video.videoWidth) { view.width = video.videoWidth; view.height = video.videoHeight; setHeight(); }
   draw();
   if (ready && !busy) {  // one frame at a time: frames that come meanwhile are skipped, as on the server
-    busy = true;
+    busy = true; camera.sent += 1;
     const bitmap = await createImageBitmap(video);
     worker.postMessage({ type: "frame", id: ++frameId, t: performance.now(), bitmap }, [bitmap]);
   }
@@ -150,7 +150,7 @@ function sendSummary(stopped) {
   setValue({
     seq: ++seq, t: Date.now() / 1000, playing: !stopped && !!stream,
     fps: meter.interval ? 1 / meter.interval : 0, camera_fps: span > 0 ? camera.frames / span : 0,
-    latency_ms: latest.ms, behind_ms: latest.behind, n_faces: faces.length,
+    latency_ms: latest.ms, behind_ms: latest.behind, skipped: camera.seen - camera.sent, n_faces: faces.length,
     emotion: main ? main.emotion : null, score: main ? main.score : 0, probs: main ? main.probs : [],
     points: keep.filter((_, i) => i % step === 0), errors, last_error: lastError,
   });

@@ -3,6 +3,8 @@
 // server's answer. Every number comes from the config Python sends (fer/browser_models.py).
 // Images are {data, width, height, channels} with uint8 pixels, RGB or gray. No DOM here.
 
+import { pyramid, similarity, track } from "./flow.js";
+
 // ------------------------------------------------------------------ small helpers
 
 /** Python's round(): halves to even. */
@@ -13,53 +15,63 @@ export function pyRound(x) {
 
 const clip = (v, lo, hi) => Math.min(Math.max(v, lo), hi);
 
-/** RGBA (canvas ImageData) to an RGB image and OpenCV's BGR2GRAY gray image (same fixed-point weights). */
-export function splitRgba(rgba, width, height) {
-  const n = width * height;
-  const rgb = new Uint8Array(n * 3);
-  const gray = new Uint8Array(n);
-  for (let i = 0, j = 0; i < n; i++, j += 4) {
-    const r = rgba[j], g = rgba[j + 1], b = rgba[j + 2];
-    rgb[3 * i] = r; rgb[3 * i + 1] = g; rgb[3 * i + 2] = b;
-    gray[i] = (r * 4899 + g * 9617 + b * 1868 + 8192) >> 14;
-  }
-  return { rgb: { data: rgb, width, height, channels: 3 }, gray: { data: gray, width, height, channels: 1 } };
+/** OpenCV's BGR2GRAY (same fixed-point weights) of RGBA pixels (canvas ImageData). */
+export function grayOf(rgba, width, height) {
+  const n = width * height, gray = new Uint8Array(n);
+  for (let i = 0, j = 0; i < n; i++, j += 4) gray[i] = (rgba[j] * 4899 + rgba[j + 1] * 9617 + rgba[j + 2] * 1868 + 8192) >> 14;
+  return { data: gray, width, height, channels: 1 };
 }
 
-/** Area-weighted shrink (cv2.INTER_AREA for a smaller size), rounded to uint8. */
+/** RGB pixels of RGBA pixels. */
+export function rgbOf(rgba, width, height) {
+  const n = width * height, rgb = new Uint8Array(n * 3);
+  for (let i = 0, j = 0; i < n; i++, j += 4) { rgb[3 * i] = rgba[j]; rgb[3 * i + 1] = rgba[j + 1]; rgb[3 * i + 2] = rgba[j + 2]; }
+  return { data: rgb, width, height, channels: 3 };
+}
+
+/** Area-weighted shrink (cv2.INTER_AREA for a smaller size), rounded to uint8: two separable passes. */
 export function resizeArea(img, nw, nh) {
   const { data, width: w, height: h, channels: c } = img;
-  const xs = areaWeights(w, nw), ys = areaWeights(h, nh);
-  const out = new Uint8Array(nw * nh * c);
-  const row = new Float64Array(nw * c);
-  const norm = 1 / ((w / nw) * (h / nh));
-  for (let oy = 0; oy < nh; oy++) {
-    row.fill(0);
-    for (const [sy, wy] of ys[oy]) {
-      const base = sy * w * c;
-      for (let ox = 0; ox < nw; ox++) {
-        for (const [sx, wx] of xs[ox]) {
-          const p = base + sx * c, k = wx * wy;
-          for (let ch = 0; ch < c; ch++) row[ox * c + ch] += data[p + ch] * k;
-        }
+  const xt = areaTable(w, nw), yt = areaTable(h, nh);
+  const tmp = new Float32Array(h * nw * c);
+  for (let y = 0; y < h; y++) {
+    const row = y * w * c, orow = y * nw * c;
+    for (let ox = 0; ox < nw; ox++) {
+      const s = xt.start[ox], n = xt.count[ox], off = xt.offset[ox];
+      for (let ch = 0; ch < c; ch++) {
+        let acc = 0;
+        for (let k = 0; k < n; k++) acc += data[row + (s + k) * c + ch] * xt.weight[off + k];
+        tmp[orow + ox * c + ch] = acc;
       }
     }
-    for (let i = 0; i < nw * c; i++) out[oy * nw * c + i] = clip(Math.round(row[i] * norm), 0, 255);
+  }
+  const out = new Uint8Array(nw * nh * c), stride = nw * c, norm = 1 / ((w / nw) * (h / nh));
+  for (let oy = 0; oy < nh; oy++) {
+    const s = yt.start[oy], n = yt.count[oy], off = yt.offset[oy], orow = oy * stride;
+    for (let i = 0; i < stride; i++) {
+      let acc = 0;
+      for (let k = 0; k < n; k++) acc += tmp[(s + k) * stride + i] * yt.weight[off + k];
+      out[orow + i] = clip(Math.round(acc * norm), 0, 255);
+    }
   }
   return { data: out, width: nw, height: nh, channels: c };
 }
 
-function areaWeights(src, dst) {
-  const scale = src / dst, table = [];
+/** For each output cell: the first source cell, how many, and their overlaps (flat). */
+function areaTable(src, dst) {
+  const scale = src / dst, start = new Int32Array(dst), count = new Int32Array(dst), offset = new Int32Array(dst);
+  const weights = [];
   for (let d = 0; d < dst; d++) {
-    const a = d * scale, b = Math.min((d + 1) * scale, src), cells = [];
+    const a = d * scale, b = Math.min((d + 1) * scale, src);
+    offset[d] = weights.length; start[d] = -1;
     for (let s = Math.floor(a); s < Math.ceil(b - 1e-9); s++) {
       const wgt = Math.min(b, s + 1) - Math.max(a, s);
-      if (wgt > 1e-9) cells.push([s, wgt]);
+      if (wgt <= 1e-9) continue;
+      if (start[d] < 0) start[d] = s;
+      weights.push(wgt); count[d] += 1;
     }
-    table.push(cells);
   }
-  return table;
+  return { start, count, offset, weight: Float64Array.from(weights) };
 }
 
 /** Bilinear resize with pixel centres (cv2.INTER_LINEAR), for enlargements. */
@@ -339,8 +351,34 @@ export function iouXywh(a, b) {
 
 // ------------------------------------------------------------------ the stream (fer/stream.py)
 
+/** The points tracked for a face: its landmarks, or a 3x3 grid in its box without them. */
+function facePoints(face) {
+  if (face.landmarks) return face.landmarks;
+  const [x, y, w, h] = face.box, out = [];
+  for (const gy of [0.3, 0.5, 0.7]) for (const gx of [0.3, 0.5, 0.7]) out.push([x + gx * w, y + gy * h]);
+  return out;
+}
+
+/** ``face`` carried along by its points' motion (a similarity fit), or null if the fit is implausible. */
+function movedFace(face, pts, w, h) {
+  const m = similarity(facePoints(face), pts);
+  if (!m) return null;
+  const scale = Math.hypot(m[0][0], m[1][0]);
+  if (scale < 0.8 || scale > 1.25) return null;
+  const [x, y, bw, bh] = face.box, cx0 = x + bw / 2, cy0 = y + bh / 2;
+  const cx = m[0][0] * cx0 + m[0][1] * cy0 + m[0][2], cy = m[1][0] * cx0 + m[1][1] * cy0 + m[1][2];
+  const nw = bw * scale, nh = bh * scale;
+  const x1 = clip(pyRound(cx - nw / 2), 0, w), y1 = clip(pyRound(cy - nh / 2), 0, h);
+  const x2 = clip(pyRound(cx + nw / 2), 0, w), y2 = clip(pyRound(cy + nh / 2), 0, h);
+  if (x2 - x1 < 2 || y2 - y1 < 2) return null;
+  return { box: [x1, y1, x2 - x1, y2 - y1], score: face.score, landmarks: face.landmarks ? pts : null };
+}
+
 /**
- * One camera's live state. ``engine`` runs the two ONNX graphs:
+ * One camera's live state, as fer.stream.LiveStream: the detector every ``detect_every`` frames, the faces'
+ * landmarks followed by optical flow in between (a lost face makes the detector run at once), the refined
+ * second look only for faces whose eyes moved away from the tracked ones, and all faces classified in one
+ * batch. ``engine`` runs the two ONNX graphs:
  *   engine.detect(blob Float32Array, n, h, w) -> {heat, size, offset, marks} (flat, n images)
  *   engine.classify(x Float32Array (n*48*48), n) -> Float32Array (n*7)
  * Frames are RGBA pixels; results are faces left to right with box, landmarks, probs, emotion, score.
@@ -351,23 +389,32 @@ export class LiveStream {
   }
 
   reset() {
-    this.tracks = []; this.sinceDetect = this.cfg.detect_every; this.nextId = 1;
-    this.stats = { frames: 0, detections: 0, fallbacks: 0, refined: 0, faces: 0 };
+    this.tracks = []; this.prevGray = null; this.prevPyr = null; this.sinceDetect = this.cfg.detect_every;
+    this.nextId = 1;
+    this.stats = { frames: 0, detections: 0, redetections: 0, fallbacks: 0, refined: 0, refine_skipped: 0, faces: 0 };
   }
 
   async process(rgba, width, height) {
-    const { rgb, gray } = splitRgba(rgba, width, height);
-    this.stats.frames += 1;
-    if (!this.tracks.length && this.sinceDetect < this.cfg.detect_every) {  // no face lately: look every Nth frame
-      this.sinceDetect += 1;
-      return [];
+    const gray = grayOf(rgba, width, height);
+    let rgbImage = null;
+    const rgb = () => (rgbImage = rgbImage || rgbOf(rgba, width, height));  // only detection frames need colour
+    if (this.prevGray && (this.prevGray.width !== width || this.prevGray.height !== height)) {
+      this.prevGray = null; this.prevPyr = null; this.tracks = []; this.sinceDetect = this.cfg.detect_every;
     }
-    this.tracks = await this.detect(rgb);
-    if (!this.tracks.length) return [];
-    const faces = this.tracks.map((t) => t.face);
+    this.stats.frames += 1;
+    this.curPyr = null;
+    let tracked;
+    if (this.sinceDetect >= this.cfg.detect_every) tracked = null;
+    else if (this.tracks.length) tracked = this.track(gray);  // null when a face was lost
+    else { tracked = []; this.sinceDetect += 1; }  // no face lately: the detector looks every Nth frame only
+    if (tracked === null) tracked = await this.detect(rgb(), gray);
+    this.tracks = tracked;
+    this.prevGray = gray; this.prevPyr = this.curPyr;
+    if (!tracked.length) return [];
+    const faces = tracked.map((t) => t.face);
     const probs = await this.classify(gray, faces);
     this.stats.faces += faces.length;
-    return this.tracks.map((t, i) => {
+    return tracked.map((t, i) => {
       const best = argmax(probs[i]);
       return { box: t.face.box, landmarks: t.face.landmarks, detector_score: t.face.score, probs: probs[i],
         emotion: this.cfg.labels[best], score: probs[i][best], track_id: t.id };
@@ -382,6 +429,39 @@ export class LiveStream {
     const k = this.cfg.labels.length;
     return faces.map((_, i) => adjust(Array.from(out.subarray(i * k, (i + 1) * k)), this.cfg.prior, this.cfg.tau));
   }
+
+  // ---------------------------------------------------------------- tracking
+
+  /** Each track's points moved into ``gray`` (null where the tracker lost confidence): forward and back. */
+  flow(gray) {
+    if (!this.prevGray || !this.tracks.length) return this.tracks.map(() => null);
+    const levels = this.cfg.flow_levels, side = this.cfg.flow_window;
+    if (!this.prevPyr) this.prevPyr = pyramid(this.prevGray, levels);
+    if (!this.curPyr) this.curPyr = pyramid(gray, levels);
+    return this.tracks.map((t) => {
+      const p0 = facePoints(t.face);
+      const p1 = track(this.prevPyr, this.curPyr, p0, side);
+      const back = track(this.curPyr, this.prevPyr, p1.map(([x, y]) => [x, y]), side);
+      const limit = this.cfg.max_flow_error * Math.max(t.face.box[2], 1);
+      const good = p0.every((p, i) => p1[i][2] && back[i][2] && Math.hypot(back[i][0] - p[0], back[i][1] - p[1]) <= limit);
+      return good ? p1.map(([x, y]) => [x, y]) : null;
+    });
+  }
+
+  /** Every face followed into this frame, or null when one was lost (then the detector runs). */
+  track(gray) {
+    const moved = this.flow(gray), out = [];
+    for (let i = 0; i < this.tracks.length; i++) {
+      const t = this.tracks[i];
+      const face = moved[i] && movedFace(t.face, moved[i], gray.width, gray.height);
+      if (!face) { this.stats.redetections += 1; return null; }
+      out.push({ face, id: t.id, refined: t.refined });
+    }
+    this.sinceDetect += 1;
+    return out;
+  }
+
+  // ---------------------------------------------------------------- detection
 
   async runDetector(rgb, size, minScore) {
     const input = detectorInput(rgb, size);
@@ -405,7 +485,7 @@ export class LiveStream {
       .sort((a, b) => a.box[0] - b.box[0] || a.box[1] - b.box[1]);
   }
 
-  async detect(rgb) {
+  async detect(rgb, gray) {
     this.stats.detections += 1;
     this.sinceDetect = 1;
     let faces = await this.detectAt(rgb, this.cfg.detect_size);
@@ -413,23 +493,31 @@ export class LiveStream {
       this.stats.fallbacks += 1;
       faces = await this.detectAt(rgb, this.cfg.input_size);
     }
-    const out = faces.map((f) => this.match(f) || { face: f, id: this.newId(), refined: false });
+    if (!faces.length) return [];
+    const predicted = this.flow(gray);
+    const out = faces.map((f) => this.match(f, predicted) || { face: f, id: this.newId(), refined: false });
     return this.refine(rgb, out);
   }
 
-  /** The track this face continues (its id), by box overlap. Unlike fer.stream, which keeps the
-   * optical-flow-tracked landmarks of a steady face, every face here gets the refined second look:
-   * without the flow, landmarks kept from an earlier frame would lag behind a moving face. */
-  match(face) {
+  /** The track this detected face continues (same id; tracked landmarks when its eyes are stable). */
+  match(face, predicted) {
     let best = null, bestIou = 0.3;
-    for (const t of this.tracks) {
+    this.tracks.forEach((t, i) => {
       const v = iouXywh(face.box, t.face.box);
-      if (v >= bestIou) { best = t; bestIou = v; }
+      if (v >= bestIou) { best = [t, predicted[i]]; bestIou = v; }
+    });
+    if (!best) return null;
+    const [t, pts] = best, limit = this.cfg.stable_eyes * Math.max(face.box[2], 1);
+    const stable = pts && face.landmarks && t.face.landmarks && t.refined && [0, 1].every((k) =>
+      Math.abs(face.landmarks[k][0] - pts[k][0]) <= limit && Math.abs(face.landmarks[k][1] - pts[k][1]) <= limit);
+    if (stable) {
+      this.stats.refine_skipped += 1;
+      return { face: { ...face, landmarks: pts }, id: t.id, refined: true };
     }
-    return best && { face, id: best.id, refined: false };
+    return { face, id: t.id, refined: false };
   }
 
-  /** The second, upright look (one batch) for the faces whose landmarks were not kept. */
+  /** The second, upright look (one batch) for the faces whose landmarks were not kept from tracking. */
   async refine(rgb, tracks) {
     const todo = tracks.filter((t) => !t.refined && t.face.landmarks);
     if (!this.cfg.refine || !todo.length) return tracks;
