@@ -70,15 +70,25 @@ def live_recipe(ensemble) -> dict[str, Any]:
     }
 
 
+KEEP_FILES = 8
+"""How many files of one kind (``emotion-*.onnx``) the folder keeps: the most recently used."""
+
+
 def _write_keyed(folder: Path, stem: str, data: bytes) -> str:
-    """``data`` as ``folder/stem-<sha256 prefix>.onnx`` (written once, atomically); returns the name."""
+    """``data`` as ``folder/stem-<sha256 prefix>.onnx`` (written once, atomically; touched when reused);
+    returns the name. Files of the same stem beyond the :data:`KEEP_FILES` most recently used are removed."""
     name = f"{stem}-{hashlib.sha256(data).hexdigest()[:16]}.onnx"
     target = folder / name
-    if not target.is_file():
+    if target.is_file():
+        target.touch()
+    else:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(f"{name}.{os.getpid()}.tmp")
         tmp.write_bytes(data)
         os.replace(tmp, target)
+    old = sorted(folder.glob(f"{stem}-*.onnx"), key=lambda p: p.stat().st_mtime, reverse=True)[KEEP_FILES:]
+    for path in old:
+        path.unlink(missing_ok=True)
     return name
 
 

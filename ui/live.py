@@ -271,8 +271,9 @@ def is_local(host: str | None) -> bool:
 
 
 def default_mode(ice_servers: list[dict], host: str | None) -> str:
-    """The in-browser mode unless a TURN relay is configured or the page is reached on localhost."""
-    return SERVER if has_turn(ice_servers) or is_local(host) else BROWSER
+    """The in-browser mode unless a TURN relay is configured or the page is reached on localhost; the
+    server mode too when the host is unknown (no browser request: ``streamlit.testing``, bare runs)."""
+    return SERVER if has_turn(ice_servers) or not host or is_local(host) else BROWSER
 
 
 class BrowserSummaries:
