@@ -7,7 +7,8 @@ const statusLine = document.getElementById("status");
 
 let config = null, worker = null, ready = false, stream = null, busy = false, frameId = 0;
 let faces = [], seq = 0, lastSent = 0, points = [], errors = 0, lastError = null;
-const meter = { last: null, interval: null }, camera = { first: null, last: null, frames: 0, seen: 0, sent: 0 };
+const meter = { last: null, interval: null };
+const camera = { first: null, last: null, frames: 0, seen: 0, sent: 0, sentAt: 0 };
 let latest = { latency: 0, behind: 0, ms: 0 };
 
 // ------------------------------------------------------------------ Streamlit's component protocol
@@ -71,7 +72,7 @@ async function openCamera() {
   await video.play();
   button.textContent = "Stop"; button.classList.remove("primary");
   statusLine.textContent = "Running in your browser: no image leaves this device.";
-  Object.assign(camera, { first: null, last: null, frames: 0, seen: 0, sent: 0 });
+  Object.assign(camera, { first: null, last: null, frames: 0, seen: 0, sent: 0, sentAt: 0 });
   Object.assign(meter, { last: null, interval: null });
   worker.postMessage({ type: "reset" });
   video.requestVideoFrameCallback(onFrame);
@@ -92,12 +93,15 @@ async function onFrame(now, meta) {
   camera.last = t; camera.seen += 1;
   if (view.width !== video.videoWidth) { view.width = video.videoWidth; view.height = video.videoHeight; setHeight(); }
   draw();
-  if (ready && !busy) {  // one frame at a time: frames that come meanwhile are skipped, as on the server
-    busy = true; camera.sent += 1;
-    const bitmap = await createImageBitmap(video);
-    worker.postMessage({ type: "frame", id: ++frameId, t: performance.now(), bitmap }, [bitmap]);
-  }
+  if (ready && !busy) await sendFrame();
   video.requestVideoFrameCallback(onFrame);
+}
+
+/** The newest camera frame to the worker (one at a time: frames that come meanwhile are skipped, as on the server). */
+async function sendFrame() {
+  busy = true; camera.sent += 1; camera.sentAt = camera.seen;
+  const bitmap = await createImageBitmap(video);
+  worker.postMessage({ type: "frame", id: ++frameId, t: performance.now(), bitmap }, [bitmap]);
 }
 
 function onResult(msg) {
@@ -114,7 +118,9 @@ function onResult(msg) {
   const main = mainFace(faces);
   if (main) points.push([Date.now() / 1000, main.probs.map((p) => Math.round(p * 1e4) / 1e4)]);
   window.ferLive.results += 1;
+  window.ferLive.stats = msg.stats;
   if (now - lastSent >= 1000) sendSummary(false);
+  if (stream && camera.seen > camera.sentAt) sendFrame();  // a newer frame is waiting: no idle gap
 }
 
 const mainFace = (list) => list.reduce((a, f) => (!a || f.box[2] * f.box[3] > a.box[2] * a.box[3] ? f : a), null);

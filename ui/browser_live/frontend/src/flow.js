@@ -48,28 +48,36 @@ function px(img, x, y) {
   return img.data[reflect101(y, h) * w + reflect101(x, w)];
 }
 
-/** Scharr derivatives at an integer pixel, divided by 32 (the kernel's weight) so they are per pixel. */
-function scharr(img, x, y) {
-  const a = px(img, x - 1, y - 1), b = px(img, x, y - 1), c = px(img, x + 1, y - 1);
-  const d = px(img, x - 1, y), f = px(img, x + 1, y);
-  const g = px(img, x - 1, y + 1), h = px(img, x, y + 1), i = px(img, x + 1, y + 1);
-  return [(3 * (c + i - a - g) + 10 * (f - d)) / 32, (3 * (g + i - a - c) + 10 * (h - b)) / 32];
-}
-
-/** The window's intensities and gradients around (x, y) (its top-left corner), bilinear. */
+/** The window's intensities and gradients (Scharr / 32: per pixel) around its top-left corner (x0, y0),
+ * bilinear between pixels: the pixels (and their gradients) are read once into a small patch first. */
 function windowAt(img, x0, y0, side, withGrad) {
   const ix = Math.floor(x0), iy = Math.floor(y0), ax = x0 - ix, ay = y0 - iy;
   const w00 = (1 - ax) * (1 - ay), w01 = ax * (1 - ay), w10 = (1 - ax) * ay, w11 = ax * ay;
-  const n = side * side, I = new Float64Array(n), gx = withGrad ? new Float64Array(n) : null;
-  const gy = withGrad ? new Float64Array(n) : null;
+  const ps = side + 3, patch = new Float64Array(ps * ps);  // pixels from (ix - 1, iy - 1), a border for Scharr
+  for (let y = 0; y < ps; y++) for (let x = 0; x < ps; x++) patch[y * ps + x] = px(img, ix - 1 + x, iy - 1 + y);
+  const gs = side + 1, n = side * side;
+  const I = new Float64Array(n), gx = withGrad ? new Float64Array(n) : null, gy = withGrad ? new Float64Array(n) : null;
+  let dx = null, dy = null;
+  if (withGrad) {
+    dx = new Float64Array(gs * gs); dy = new Float64Array(gs * gs);
+    for (let y = 0; y < gs; y++) {
+      for (let x = 0; x < gs; x++) {
+        const c = (y + 1) * ps + x + 1;
+        const a = patch[c - ps - 1], b = patch[c - ps], cc = patch[c - ps + 1], d = patch[c - 1], f = patch[c + 1];
+        const g = patch[c + ps - 1], h = patch[c + ps], i = patch[c + ps + 1];
+        dx[y * gs + x] = (3 * (cc + i - a - g) + 10 * (f - d)) / 32;
+        dy[y * gs + x] = (3 * (g + i - a - cc) + 10 * (h - b)) / 32;
+      }
+    }
+  }
   for (let y = 0; y < side; y++) {
     for (let x = 0; x < side; x++) {
-      const u = ix + x, v = iy + y, k = y * side + x;
-      I[k] = w00 * px(img, u, v) + w01 * px(img, u + 1, v) + w10 * px(img, u, v + 1) + w11 * px(img, u + 1, v + 1);
+      const k = y * side + x, p = (y + 1) * ps + x + 1;
+      I[k] = w00 * patch[p] + w01 * patch[p + 1] + w10 * patch[p + ps] + w11 * patch[p + ps + 1];
       if (withGrad) {
-        const d00 = scharr(img, u, v), d01 = scharr(img, u + 1, v), d10 = scharr(img, u, v + 1), d11 = scharr(img, u + 1, v + 1);
-        gx[k] = w00 * d00[0] + w01 * d01[0] + w10 * d10[0] + w11 * d11[0];
-        gy[k] = w00 * d00[1] + w01 * d01[1] + w10 * d10[1] + w11 * d11[1];
+        const q = y * gs + x;
+        gx[k] = w00 * dx[q] + w01 * dx[q + 1] + w10 * dx[q + gs] + w11 * dx[q + gs + 1];
+        gy[k] = w00 * dy[q] + w01 * dy[q + 1] + w10 * dy[q + gs] + w11 * dy[q + gs + 1];
       }
     }
   }

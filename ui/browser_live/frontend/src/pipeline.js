@@ -391,11 +391,14 @@ export class LiveStream {
   reset() {
     this.tracks = []; this.prevGray = null; this.prevPyr = null; this.sinceDetect = this.cfg.detect_every;
     this.nextId = 1;
-    this.stats = { frames: 0, detections: 0, redetections: 0, fallbacks: 0, refined: 0, refine_skipped: 0, faces: 0 };
+    this.stats = { frames: 0, detections: 0, redetections: 0, fallbacks: 0, refined: 0, refine_skipped: 0, faces: 0,
+      ms: { gray: 0, track: 0, detect: 0, classify: 0 } };  // time spent per step, summed over frames
   }
 
   async process(rgba, width, height) {
+    let t0 = performance.now();
     const gray = grayOf(rgba, width, height);
+    this.stats.ms.gray += performance.now() - t0;
     let rgbImage = null;
     const rgb = () => (rgbImage = rgbImage || rgbOf(rgba, width, height));  // only detection frames need colour
     if (this.prevGray && (this.prevGray.width !== width || this.prevGray.height !== height)) {
@@ -407,18 +410,27 @@ export class LiveStream {
     if (this.sinceDetect >= this.cfg.detect_every) tracked = null;
     else if (this.tracks.length) tracked = this.track(gray);  // null when a face was lost
     else { tracked = []; this.sinceDetect += 1; }  // no face lately: the detector looks every Nth frame only
+    t0 = this.lap("track", t0);
     if (tracked === null) tracked = await this.detect(rgb(), gray);
+    t0 = this.lap("detect", t0);
     this.tracks = tracked;
     this.prevGray = gray; this.prevPyr = this.curPyr;
     if (!tracked.length) return [];
     const faces = tracked.map((t) => t.face);
     const probs = await this.classify(gray, faces);
+    this.lap("classify", t0);
     this.stats.faces += faces.length;
     return tracked.map((t, i) => {
       const best = argmax(probs[i]);
       return { box: t.face.box, landmarks: t.face.landmarks, detector_score: t.face.score, probs: probs[i],
         emotion: this.cfg.labels[best], score: probs[i][best], track_id: t.id };
     }).sort((a, b) => a.box[0] - b.box[0] || a.box[1] - b.box[1]);
+  }
+
+  lap(step, t0) {
+    const now = performance.now();
+    this.stats.ms[step] += now - t0;
+    return now;
   }
 
   /** 48x48 crops of ``faces`` from the gray frame, classified in one batch, prior-corrected. */

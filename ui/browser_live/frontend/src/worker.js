@@ -8,7 +8,7 @@ import { FaceTracker, LiveStream } from "./pipeline.js";
 ort.env.wasm.numThreads = 1;  // Streamlit pages are not cross-origin isolated: no WASM threads
 ort.env.wasm.wasmPaths = new URL("./", import.meta.url).href;
 
-let stream = null, tracker = null, canvas = null, ctx = null, smoothing = true;
+let stream = null, tracker = null, canvas = null, ctx = null, smoothing = true, grabMs = 0;
 
 /** A model file's bytes, with progress messages for the page's loading state. */
 async function download(url, what) {
@@ -55,7 +55,7 @@ async function analyse(msg, rgba, width, height) {
   const raw = await stream.process(rgba, width, height);
   const faces = smoothing ? tracker.update(raw) : raw;
   postMessage({ type: "result", id: msg.id, t: msg.t, width, height, faces, raw: msg.raw ? raw : undefined,
-    ms: performance.now() - t0, stats: { ...stream.stats } });
+    ms: performance.now() - t0, stats: { ...stream.stats, ms: { ...stream.stats.ms, grab: grabMs } } });
 }
 
 let queue = Promise.resolve();  // one message at a time, in order (init finishes before the first frame)
@@ -69,8 +69,10 @@ async function handle(msg) {
       smoothing = msg.smoothing; stream.minScore = msg.min_score;
     } else if (msg.type === "reset") { stream.reset(); tracker.reset(); }
     else if (msg.type === "frame") {
-      const { width, height } = msg.bitmap;
-      await analyse(msg, pixels(msg.bitmap), width, height);
+      const { width, height } = msg.bitmap, t0 = performance.now();
+      const rgba = pixels(msg.bitmap);
+      grabMs += performance.now() - t0;
+      await analyse(msg, rgba, width, height);
     }
     else if (msg.type === "rgba") await analyse(msg, msg.data, msg.width, msg.height);
   } catch (err) {
