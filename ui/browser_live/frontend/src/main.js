@@ -6,6 +6,8 @@ const video = document.getElementById("camera"), button = document.getElementByI
 const statusLine = document.getElementById("status");
 
 let config = null, worker = null, ready = false, stream = null, busy = false, frameId = 0;
+let parity = null;  // a second pipeline for window.ferLive.analyse (tests)
+const parityWaiting = new Map();
 let faces = [], seq = 0, lastSent = 0, points = [], errors = 0, lastError = null;
 const meter = { last: null, interval: null };
 const camera = { first: null, last: null, frames: 0, seen: 0, sent: 0, sentAt: 0 };
@@ -22,7 +24,7 @@ window.addEventListener("message", (event) => {
 send("streamlit:componentReady", { apiVersion: 1 });
 
 function render(args) {
-  if (!worker) start(args);
+  if (!worker || args.config.model !== config.model || args.config.detector !== config.detector) start(args);
   else if (args.smoothing !== config.smoothing || args.min_score !== config.min_score) {
     config = { ...config, smoothing: args.smoothing, min_score: args.min_score };
     worker.postMessage({ type: "options", smoothing: args.smoothing, min_score: args.min_score });
@@ -38,8 +40,14 @@ function newWorker(onMessage, smoothing) {
   return w;
 }
 
+/** A worker for ``args`` (a new model selected: the old worker goes, the camera keeps running). */
 function start(args) {
+  if (worker) worker.terminate();
+  if (parity) { parity.terminate(); parity = null; }
   config = { ...args.config, smoothing: args.smoothing, min_score: args.min_score };
+  ready = false; busy = false; faces = [];
+  if (!stream) { button.disabled = true; button.textContent = "Loading…"; }
+  statusLine.textContent = "Loading the face detector and the emotion model…";
   worker = newWorker(onWorker, config.smoothing);
 }
 
@@ -163,7 +171,6 @@ function sendSummary(stopped) {
 }
 
 // ------------------------------------------------------------------ for tests and benchmarks
-let parity = null, parityWaiting = new Map();
 window.ferLive = {
   results: 0, drawn: 0,
   /** Analyse raw RGBA frames in a fresh pipeline of their own (not the camera's), unsmoothed. */
