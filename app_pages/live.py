@@ -126,8 +126,9 @@ def live_panel():
 @st.fragment
 def browser_panel():
     """The component and, from its summaries (about one a second, never frames), the same metrics and timeline."""
-    summary = browser_live(browser_config, smoothing=smoothing, min_score=min_score, key="live_browser")
-    summaries: BrowserSummaries = st.session_state.setdefault("live_summaries", BrowserSummaries())
+    capturing = st.session_state.get("calib_capture") is not None and st.session_state["calib_capture"].active
+    summary = browser_live(browser_config, smoothing=smoothing, min_score=min_score, key="live_browser",
+                           capture=capturing)
     timeline.extend(summaries.results(summary))
     last = timeline.last
     running = isinstance(summary, dict) and bool(summary.get("playing"))
@@ -139,7 +140,9 @@ def browser_panel():
 
 
 if in_browser:
+    summaries: BrowserSummaries = st.session_state.setdefault("live_summaries", BrowserSummaries())
     browser_panel()
+    playing = True  # the camera runs in the component (its Start button): a take without a face gives up by itself
 else:
     live_panel()
 
@@ -147,13 +150,12 @@ else:
 # ---------------------------------------------------------------- calibrate to my face
 
 if in_browser:
-    st.caption(":material/lock: Privacy: in this mode no image, frame or face crop leaves your browser; the server "
+    st.caption(":material/lock: Privacy: in this mode no image, frame or face crop leaves your browser, except the "
+               "48x48 gray face crops of the calibration snapshots you choose to take below; the server otherwise "
                "only receives a summary once a second (frame rates, the main face's emotion probabilities).")
-    st.info("**Calibrate to my face** works in the server mode (switch above): it needs the face crops on the "
-            "server.", icon=":material/face:")
-    st.stop()
-st.caption(":material/lock: Privacy: camera frames are analysed in memory and never stored. Calibration snapshots "
-           "stay in your browser session unless you download them or save a personal model.")
+else:
+    st.caption(":material/lock: Privacy: camera frames are analysed in memory and never stored. Calibration "
+               "snapshots stay in your browser session unless you download them or save a personal model.")
 ss = st.session_state
 capture: CaptureSession = ss.setdefault("calib_capture", CaptureSession())
 
@@ -187,7 +189,7 @@ def capture_controls() -> None:
 def capture_status() -> None:
     """The countdown and the capture, driven by the clock and the webcam's latest face."""
     now = time.time()
-    if capture.tick(now, processor.latest_face()):
+    if capture.tick(now, summaries.latest_face() if in_browser else processor.latest_face()):
         st.rerun()  # the take is over: redraw the controls and the gallery
     emotion = capture.current
     if capture.phase == "countdown":
@@ -260,7 +262,15 @@ def run_calibration(model, replay, note: str) -> None:
 
 
 def calibrate_panel() -> None:
-    model = recognizer.model
+    if in_browser and not (capture.total() or "calib_result" in ss):
+        st.caption("In this mode the calibration runs on the server, on the snapshots you take (only their "
+                   "48x48 gray crops are sent); the personal model you save is then used in this page.")
+        return
+    try:  # in the browser mode the Keras model is loaded only now, for the fine-tuning
+        model = (state.recognizer(sel, state.LIVE_PROFILE) if in_browser else recognizer).model
+    except ValueError as exc:
+        st.error(f"Cannot calibrate: {exc}")
+        return
     replay, why = find_replay(model)
     if replay is None:
         st.warning("No FER2013 replay matches this model, so the calibration cannot mix in FER2013 faces or report "

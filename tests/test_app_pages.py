@@ -248,7 +248,8 @@ def test_live_page_in_browser_mode(env):
     assert at.radio(key="live_mode").value == "browser" and "live_processor" in at.session_state
     assert metrics(at)["Processed frames/s"] == "0.0" and metrics(at)["Main face"] == "–"
     assert any("no image, frame or face crop leaves your browser" in c.value for c in at.caption)
-    assert not [b for b in at.button if b.key == "calib_start"]  # calibration stays in the server mode
+    assert any("only their 48x48 gray crops are sent" in c.value for c in at.caption)
+    assert not at.button(key="calib_start").disabled  # the camera's state is the component's
     assert at.session_state["live_summaries"].seq is None  # no summary: no camera under AppTest
     assert any(MODELS_DIR.glob("emotion-*.onnx"))
 

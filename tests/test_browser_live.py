@@ -165,3 +165,19 @@ def test_browser_summaries_feed_the_timeline_once():
     csv = timeline.csv().decode().splitlines()
     assert csv[0] == "seconds,emotion,angry,disgust,fear,happy,sad,surprise,neutral"
     assert csv[1].startswith("0.000,happy,0.0500") and csv[2].startswith("0.400,happy")
+
+
+def test_browser_summaries_carry_a_crop_only_when_given_a_valid_one():
+    import base64
+
+    from ui.live import BrowserSummaries
+
+    summaries, crop = BrowserSummaries(), np.arange(48 * 48, dtype=np.uint32).astype(np.uint8).reshape(48, 48)
+    summaries.results({"seq": 1, "playing": True})
+    assert summaries.latest_face() is None and summaries.playing
+    for bad in ("not base64!", base64.b64encode(b"short").decode(), 12):
+        summaries.results({"seq": bad, "crop": bad})
+        assert summaries.latest_face() is None
+    summaries.results({"seq": 2, "crop": base64.b64encode(crop.tobytes()).decode(), "playing": False})
+    got, t = summaries.latest_face()
+    assert np.array_equal(got, crop) and t > 0 and not summaries.playing

@@ -11,6 +11,7 @@ through a bounded queue that drops its oldest entry when the page does not keep 
 
 from __future__ import annotations
 
+import base64
 import queue
 import threading
 import time
@@ -283,12 +284,31 @@ class BrowserSummaries:
 
     def __init__(self) -> None:
         self.seq: int | None = None
+        self.playing = False
+        self._face: tuple[np.ndarray, float] | None = None
+
+    def latest_face(self) -> tuple[np.ndarray, float] | None:
+        """The main face's 48x48 uint8 crop from the latest summary that carried one (the page sends crops
+        only while the visitor captures calibration snapshots) and when it arrived (time.time())."""
+        return self._face
+
+    def _take_crop(self, crop, size: int = 48) -> None:
+        if not isinstance(crop, str):
+            return
+        try:
+            data = base64.b64decode(crop, validate=True)
+        except ValueError:
+            return  # not a crop: ignore it rather than stop the page
+        if len(data) == size * size:
+            self._face = (np.frombuffer(data, np.uint8).reshape(size, size).copy(), time.time())
 
     def results(self, summary: dict | None) -> list[FrameResult]:
         """The new FrameResults of ``summary``: one per main-face point it carries (or one without a face)."""
         if not isinstance(summary, dict) or summary.get("seq") == self.seq:
             return []
         self.seq = summary.get("seq")
+        self.playing = bool(summary.get("playing"))
+        self._take_crop(summary.get("crop"))
         common = {"fps": float(summary.get("fps") or 0.0), "n_faces": int(summary.get("n_faces") or 0),
                   "latency_ms": float(summary.get("latency_ms") or 0.0),
                   "camera_fps": float(summary.get("camera_fps") or 0.0), "skipped": int(summary.get("skipped") or 0),

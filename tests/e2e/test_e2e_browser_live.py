@@ -117,18 +117,29 @@ def test_browser_mode_draws_labels_without_webrtc(page, server):
     assert not [e for e in page.errors if "ResizeObserver" not in e], page.errors
 
 
+def test_calibration_snapshots_from_the_browser_mode(page, server):
+    """Only while capturing do the summaries carry the main face's 48x48 crop: the snapshots arrive."""
+    page.get_by_text("Calibrate to my face").click()
+    page.get_by_role("button", name="Start capture").click()
+    calibrate = page.get_by_role("button", name="Calibrate on 5 snapshot(s)")
+    sync_api.expect(calibrate).to_be_visible(timeout=40_000)  # the first emotion's five snapshots arrived
+    assert max(page.sent) < IMAGE_BYTES and page.evaluate("window.__rtcCalls") == 0
+
+
 def test_browser_mode_gives_the_servers_answer(page, server, frames):
     """The recorded frames through the page's own pipeline and through the live profile in Python."""
     import fer
     from fer.results import iou_matrix
 
     frame = component(page)
+    frame.get_by_role("button", name="Stop").click()  # the camera's pipeline would share the CPU
     js = []
     for f in frames:
         rgba = cv2.cvtColor(f, cv2.COLOR_BGR2RGBA)
         js.append(frame.evaluate(
             """async ([b64, w, h]) => {
-                const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+                const data = await fetch(`data:application/octet-stream;base64,${b64}`);
+                const bytes = new Uint8Array(await data.arrayBuffer());
                 return (await window.ferLive.analyse(bytes, w, h)).raw;
             }""", [base64.b64encode(rgba.tobytes()).decode(), f.shape[1], f.shape[0]]))
     stream = fer.EmotionRecognizer(profile="live", engine="onnx").stream()

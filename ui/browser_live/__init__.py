@@ -44,10 +44,13 @@ def bundle_config(model_key: str, profile: str = "live") -> dict[str, Any]:
     return _bundle_config(model_key, profile)
 
 
-def browser_live(config: dict[str, Any], *, smoothing: bool, min_score: float, key: str) -> dict | None:
+def browser_live(config: dict[str, Any], *, smoothing: bool, min_score: float, key: str,
+                 capture: bool = False) -> dict | None:
     """Mount the component; returns its latest summary (about one a second while the camera runs), or None.
 
-    ``key`` must stay the same across reruns: a new key remounts the frame, which stops the camera
-    and reloads the models.
+    ``capture``: the visitor is taking calibration snapshots, so the summaries (then four a second)
+    carry the main face's 48x48 gray crop; at all other times no pixel is sent. ``key`` must stay the
+    same across reruns: a new key remounts the frame, which stops the camera and reloads the models.
     """
-    return _component(config=config, smoothing=bool(smoothing), min_score=float(min_score), key=key, default=None)
+    return _component(config=config, smoothing=bool(smoothing), min_score=float(min_score), capture=bool(capture),
+                      key=key, default=None)

@@ -1,5 +1,6 @@
 // The component's page: Streamlit's component protocol, the camera, the overlay and a summary sent to
-// the server about once a second (never frames). The analysis runs in worker.js.
+// the server about once a second (never frames; the main face's 48x48 gray crop only while the visitor
+// captures calibration snapshots). The analysis runs in worker.js.
 
 const view = document.getElementById("view"), ctx = view.getContext("2d");
 const video = document.getElementById("camera"), button = document.getElementById("start");
@@ -8,6 +9,7 @@ const statusLine = document.getElementById("status");
 let config = null, worker = null, ready = false, stream = null, busy = false, frameId = 0;
 let parity = null;  // a second pipeline for window.ferLive.analyse (tests)
 const parityWaiting = new Map();
+let capturing = false;  // the visitor is taking calibration snapshots: summaries carry the main face's crop
 let faces = [], seq = 0, lastSent = 0, points = [], errors = 0, lastError = null;
 const meter = { last: null, interval: null };
 const camera = { first: null, last: null, frames: 0, seen: 0, sent: 0, sentAt: 0 };
@@ -24,6 +26,7 @@ window.addEventListener("message", (event) => {
 send("streamlit:componentReady", { apiVersion: 1 });
 
 function render(args) {
+  capturing = !!args.capture;
   if (!worker || args.config.model !== config.model || args.config.detector !== config.detector) start(args);
   else if (args.smoothing !== config.smoothing || args.min_score !== config.min_score) {
     config = { ...config, smoothing: args.smoothing, min_score: args.min_score };
@@ -127,7 +130,7 @@ function onResult(msg) {
   if (main) points.push([Date.now() / 1000, main.probs.map((p) => Math.round(p * 1e4) / 1e4)]);
   window.ferLive.results += 1;
   window.ferLive.stats = msg.stats;
-  if (now - lastSent >= 1000) sendSummary(false);
+  if (now - lastSent >= (capturing ? 250 : 1000)) sendSummary(false);
   if (stream && camera.seen > camera.sentAt) sendFrame();  // a newer frame is waiting: no idle gap
 }
 
@@ -155,7 +158,13 @@ function textColor(hex) {
   return 0.299 * r + 0.587 * g + 0.114 * b > 140 ? "#000" : "#fff";
 }
 
-/** About once a second: the metrics and the main face's probabilities since the last summary (no pixels). */
+function base64(bytes) {
+  let text = "";
+  for (const b of bytes) text += String.fromCharCode(b);
+  return btoa(text);
+}
+
+/** About once a second (four times a second while capturing calibration snapshots): the metrics and the main face's probabilities since the last summary (no pixels). */
 function sendSummary(stopped) {
   lastSent = performance.now();
   const main = mainFace(faces), span = camera.last - camera.first;
@@ -167,6 +176,7 @@ function sendSummary(stopped) {
     latency_ms: latest.ms, behind_ms: latest.behind, skipped: camera.seen - camera.sent, n_faces: faces.length,
     emotion: main ? main.emotion : null, score: main ? main.score : 0, probs: main ? main.probs : [],
     points: keep.filter((_, i) => i % step === 0), errors, last_error: lastError,
+    crop: capturing && main ? base64(main.crop) : null,  // only while the visitor captures snapshots
   });
 }
 

@@ -381,7 +381,8 @@ function movedFace(face, pts, w, h) {
  * batch. ``engine`` runs the two ONNX graphs:
  *   engine.detect(blob Float32Array, n, h, w) -> {heat, size, offset, marks} (flat, n images)
  *   engine.classify(x Float32Array (n*48*48), n) -> Float32Array (n*7)
- * Frames are RGBA pixels; results are faces left to right with box, landmarks, probs, emotion, score.
+ * Frames are RGBA pixels; results are faces left to right with box, landmarks, probs, emotion, score and
+ * crop (the 48x48 gray face the model saw).
  */
 export class LiveStream {
   constructor(cfg, engine) {
@@ -417,13 +418,13 @@ export class LiveStream {
     this.prevGray = gray; this.prevPyr = this.curPyr;
     if (!tracked.length) return [];
     const faces = tracked.map((t) => t.face);
-    const probs = await this.classify(gray, faces);
+    const { probs, crops } = await this.classify(gray, faces);
     this.lap("classify", t0);
     this.stats.faces += faces.length;
     return tracked.map((t, i) => {
       const best = argmax(probs[i]);
       return { box: t.face.box, landmarks: t.face.landmarks, detector_score: t.face.score, probs: probs[i],
-        emotion: this.cfg.labels[best], score: probs[i][best], track_id: t.id };
+        emotion: this.cfg.labels[best], score: probs[i][best], track_id: t.id, crop: crops[i] };
     }).sort((a, b) => a.box[0] - b.box[0] || a.box[1] - b.box[1]);
   }
 
@@ -436,10 +437,12 @@ export class LiveStream {
   /** 48x48 crops of ``faces`` from the gray frame, classified in one batch, prior-corrected. */
   async classify(gray, faces) {
     const s = this.cfg.face_size, x = new Float32Array(faces.length * s * s);
-    faces.forEach((f, i) => x.set(warp(gray, faceTransform(f, this.cfg), s, s).data, i * s * s));
+    const crops = faces.map((f) => warp(gray, faceTransform(f, this.cfg), s, s).data);
+    crops.forEach((c, i) => x.set(c, i * s * s));
     const out = await this.engine.classify(x, faces.length);
     const k = this.cfg.labels.length;
-    return faces.map((_, i) => adjust(Array.from(out.subarray(i * k, (i + 1) * k)), this.cfg.prior, this.cfg.tau));
+    const probs = faces.map((_, i) => adjust(Array.from(out.subarray(i * k, (i + 1) * k)), this.cfg.prior, this.cfg.tau));
+    return { probs, crops };
   }
 
   // ---------------------------------------------------------------- tracking
