@@ -181,3 +181,14 @@ def test_browser_summaries_carry_a_crop_only_when_given_a_valid_one():
     summaries.results({"seq": 2, "crop": base64.b64encode(crop.tobytes()).decode(), "playing": False})
     got, t = summaries.latest_face()
     assert np.array_equal(got, crop) and t > 0 and not summaries.playing
+
+
+def test_benchmark_script_runs():
+    """benchmarks/browser_live.py (named in docs/browser_live.md) still imports and parses its options."""
+    import subprocess
+    import sys
+
+    out = subprocess.run([sys.executable, str(REPO / "benchmarks" / "browser_live.py"), "--help"],
+                         capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert "--seconds" in out.stdout and "--modes" in out.stdout
