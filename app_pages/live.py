@@ -31,7 +31,7 @@ if not in_browser:
                "than the camera, frames are skipped rather than queued, so the labels stay live.")
 try:
     if in_browser:  # no Keras model on the server: the browser gets ONNX files
-        from ui.browser_live import bundle_config, browser_live
+        from ui.browser_live import browser_live, bundle_config
 
         state.check_selection(sel)
         browser_config = bundle_config(sel.key, state.LIVE_PROFILE)

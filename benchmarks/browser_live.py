@@ -28,8 +28,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "benchmarks")]
 
-from live_capacity import (BROWSER_ARGS, CHROMIUM, _proc_table, read_panel, start_server,  # noqa: E402
-                           start_stream, tree_cpu, wait_streaming, write_camera)
+from live_capacity import (  # noqa: E402
+    BROWSER_ARGS,
+    CHROMIUM,
+    proc_table,
+    read_panel,
+    start_server,
+    start_stream,
+    tree_cpu,
+    wait_streaming,
+    write_camera,
+)
+
 from streamlit_server import stop as stop_server  # noqa: E402
 
 MODES = ("browser", "server")
@@ -54,14 +64,14 @@ def start_browser_mode(browser, url: str):
 def measure(page, frame, seconds: float, server_pid: int) -> dict:
     """Samples of the page's panel every 2 s; processed frames counted in the page; CPU of both sides."""
     samples = []
-    before, t0 = _proc_table(), time.time()
+    before, t0 = proc_table(), time.time()
     count0 = frame.evaluate("window.ferLive.results") if frame is not None else None
     while time.time() - t0 < seconds:
         samples.append(read_panel(page))
         page.wait_for_timeout(2000)
     count1 = frame.evaluate("window.ferLive.results") if frame is not None else None
     stats = frame.evaluate("window.ferLive.stats") if frame is not None else None
-    after, dt = _proc_table(), time.time() - t0
+    after, dt = proc_table(), time.time() - t0
     me = os.getpid()
     panel = {k: statistics.median([s[k] for s in samples if s[k] is not None] or [float("nan")]) for k in samples[0]}
     return {"fps": (count1 - count0) / dt if frame is not None else panel["Processed frames/s"],

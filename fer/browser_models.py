@@ -58,7 +58,8 @@ def live_recipe(ensemble) -> dict[str, Any]:
     prior = None if ensemble.prior is None else [float(p) for p in ensemble.prior]
     return {
         "labels": list(ensemble.cards[0].labels), "prior": prior, "tau": float(ensemble.tau),
-        "face_size": FACE_SIZE, "landmarks": FER2013_LANDMARKS.tolist(), "box_template": list(FER2013_BOXES["centerface"]),
+        "face_size": FACE_SIZE, "landmarks": FER2013_LANDMARKS.tolist(),
+        "box_template": list(FER2013_BOXES["centerface"]),
         "stride": CenterFace.STRIDE, "nms_iou": NMS_IOU, "refine_size": REFINE_SIZE,
         "refine_min_score": REFINE_MIN_SCORE, "refine": bool(rec["refine"]), "min_score": float(rec["min_score"]),
         "input_size": int(rec["input_size"]), "detect_size": int(stream["detect_size"]),

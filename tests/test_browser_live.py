@@ -63,9 +63,9 @@ def tiny_graph(bias: float) -> bytes:
              helper.make_node("Gemm", ["m2", "w", "b"], ["logits"]),
              helper.make_node("Softmax", ["logits"], ["probabilities"], axis=1)]
     axes = helper.make_tensor("axes", TensorProto.INT64, [1], [1])
-    graph = helper.make_graph(nodes, "tiny", [helper.make_tensor_value_info("face", TensorProto.FLOAT, ["n", 48, 48, 1])],
-                              [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 7])],
-                              [w, b, axes])
+    face = helper.make_tensor_value_info("face", TensorProto.FLOAT, ["n", 48, 48, 1])
+    probs = helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["n", 7])
+    graph = helper.make_graph(nodes, "tiny", [face], [probs], [w, b, axes])
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)]).SerializeToString()
 
 

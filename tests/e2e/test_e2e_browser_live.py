@@ -154,5 +154,6 @@ def test_browser_mode_gives_the_servers_answer(page, server, frames):
             j = faces[int(np.argmax(overlaps))]
             n, same = n + 1, same + (j["emotion"] == r.emotion)
             worst = max(worst, float(np.abs(np.array(j["probs"]) - [r.scores[e] for e in fer.EMOTIONS]).max()))
-    print(f"parity: {n} faces, same label on {same} ({same / max(n, 1):.1%}), largest probability difference {worst:.4f}")
+    print(f"parity: {n} faces, same label on {same} ({same / max(n, 1):.1%}), "
+          f"largest probability difference {worst:.4f}")
     assert n >= len(frames) and same >= 0.97 * n
