@@ -23,10 +23,11 @@ COPY requirements.txt ./
 RUN pip install -r requirements.txt
 
 COPY . .
-# uid 1000: the user Hugging Face Spaces runs containers as (docs/deploy.md)
+# uid 1000: the user Hugging Face Spaces runs containers as (docs/deploy.md); it writes the Live page's
+# in-browser models into ui/browser_live/build/models (docs/browser_live.md)
 RUN useradd --create-home --uid 1000 fer \
-    && mkdir -p /data/models /data/fer2013 /data/cache \
-    && chown -R fer:fer /data
+    && mkdir -p /data/models /data/fer2013 /data/cache /app/ui/browser_live/build/models \
+    && chown -R fer:fer /data /app/ui/browser_live/build/models
 USER fer
 VOLUME ["/data"]
 

@@ -1,4 +1,4 @@
-"""Live webcam: the visitor's camera over WebRTC, faces and emotions drawn on every returned frame."""
+"""Live webcam: faces and emotions on the visitor's camera, analysed in the browser or on the server."""
 
 import time
 from pathlib import Path
@@ -10,16 +10,33 @@ from streamlit_webrtc import WebRtcMode, webrtc_streamer
 import fer.calibrate as calibrate_core
 from ui import charts, state
 from ui.calibration import HINTS, CaptureSession, save_personal, snapshots_zip
-from ui.live import LiveProcessor, Timeline
+from ui.live import BROWSER, LIVE_MODES, MODE_HELP, BrowserSummaries, LiveProcessor, Timeline, default_mode
 
 st.title("Live webcam")
-st.caption("Your browser's camera is streamed to the server, analysed frame by frame and sent back with the faces "
-           "and emotions drawn on. The server's own camera is never used. When the analysis is slower than the "
-           "camera, frames are skipped rather than queued, so the labels stay live.")
 sel = state.selection()
 try:
     cfg = state.settings()
-    recognizer = state.recognizer(sel, state.LIVE_PROFILE)
+except ValueError as exc:
+    st.error(f"Cannot start the live view: {exc}")
+    st.stop()
+
+default = default_mode(cfg.ice_servers, st.context.headers.get("Host"))
+mode = st.radio("Where the video is analysed", list(LIVE_MODES), index=list(LIVE_MODES).index(default),
+                format_func=LIVE_MODES.get, captions=[MODE_HELP[m] for m in LIVE_MODES], horizontal=True,
+                key="live_mode")
+in_browser = mode == BROWSER
+if not in_browser:
+    st.caption("Your browser's camera is streamed to the server, analysed frame by frame and sent back with the "
+               "faces and emotions drawn on. The server's own camera is never used. When the analysis is slower "
+               "than the camera, frames are skipped rather than queued, so the labels stay live.")
+try:
+    if in_browser:  # no Keras model on the server: the browser gets ONNX files
+        from ui.browser_live import browser_live, bundle_config
+
+        state.check_selection(sel)
+        browser_config = bundle_config(sel.key, state.LIVE_PROFILE)
+    else:
+        recognizer = state.recognizer(sel, state.LIVE_PROFILE)
 except ValueError as exc:
     st.error(f"Cannot start the live view: {exc}")
     st.stop()
@@ -35,7 +52,8 @@ if "live_processor" not in st.session_state:
     st.session_state["live_timeline"] = Timeline()
 processor: LiveProcessor = st.session_state["live_processor"]
 timeline: Timeline = st.session_state["live_timeline"]
-processor.configure(recognizer, sel.key, smoothing, min_score)
+if not in_browser:
+    processor.configure(recognizer, sel.key, smoothing, min_score)
 
 
 async def queued_frames_callback(frames: list[av.VideoFrame]) -> list[av.VideoFrame]:
@@ -46,7 +64,9 @@ async def queued_frames_callback(frames: list[av.VideoFrame]) -> list[av.VideoFr
     return [av.VideoFrame.from_ndarray(image, format="bgr24")]
 
 
-if state.server_session_available():
+if in_browser:
+    playing = False  # the component says whether its camera runs (browser_panel)
+elif state.server_session_available():
     ctx = webrtc_streamer(
         key="live",
         mode=WebRtcMode.SENDRECV,
@@ -62,42 +82,80 @@ else:
     playing = False
 
 
+def metrics_row(last, fresh: bool, where: str) -> None:
+    """Processed and camera frames/s, skipped frames, latency, faces and the main face (both modes)."""
+    m1, m2, m3, m4 = st.columns(4)
+    m1.metric("Processed frames/s", f"{last.fps:.1f}" if fresh else "0.0",
+              help=f"Frames {where} analysed per second (moving average)")
+    m2.metric("Camera frames/s", f"{last.camera_fps:.1f}" if fresh and last.camera_fps else "–",
+              help="Your camera's frame rate, from the frames' timestamps. Well above the processed rate: "
+                   f"{where} is the bottleneck.")
+    m3.metric("Frames skipped", last.skipped if fresh else 0,
+              help=f"Camera frames dropped since the start because {where} was still busy with an earlier one")
+    m4.metric("Latency", f"{last.behind_ms:.0f} ms" if fresh and last.behind_ms else "–",
+              help=f"How far the labels are behind the camera: waiting plus analysis in {where} "
+                   f"(analysis alone: {last.latency_ms:.0f} ms per frame)" if fresh else None)
+    n1, n2, _, _ = st.columns(4)
+    n1.metric("Faces", last.n_faces if fresh else 0)
+    n2.metric("Main face", f"{last.emotion} {last.score:.0%}" if fresh and last.emotion else "–")
+
+
+def timeline_chart() -> None:
+    times, scores = timeline.series()
+    st.plotly_chart(charts.emotion_timeline(times, scores), key="live_timeline_chart",
+                    config={"displayModeBar": False})
+    st.download_button("Timeline as CSV", timeline.csv(), "live_emotions.csv", "text/csv", key="live_csv",
+                       on_click="ignore", icon=":material/table:", disabled=not timeline.points,
+                       help="The main face's probabilities over the last minute")
+
+
 @st.fragment(run_every=1.0 if playing else None)
 def live_panel():
     timeline.extend(processor.drain())
     last = timeline.last
     fresh = last is not None and playing and time.time() - last.t < 5
-    m1, m2, m3, m4 = st.columns(4)
-    m1.metric("Processed frames/s", f"{last.fps:.1f}" if fresh else "0.0",
-              help="Frames the server analysed per second (moving average)")
-    m2.metric("Camera frames/s", f"{last.camera_fps:.1f}" if fresh and last.camera_fps else "–",
-              help="Your camera's frame rate, from the frames' timestamps. Well above the processed rate: "
-                   "the server is the bottleneck.")
-    m3.metric("Frames skipped", last.skipped if fresh else 0,
-              help="Camera frames dropped since the start because the server was still busy with an earlier one")
-    m4.metric("Latency", f"{last.behind_ms:.0f} ms" if fresh and last.camera_fps else "–",
-              help="How far the labels are behind the camera on the server: waiting plus analysis "
-                   f"(analysis alone: {last.latency_ms:.0f} ms per frame)" if fresh else None)
-    n1, n2, _, _ = st.columns(4)
-    n1.metric("Faces", last.n_faces if fresh else 0)
-    n2.metric("Main face", f"{last.emotion} {last.score:.0%}" if fresh and last.emotion else "–")
+    metrics_row(last, fresh, "the server")
     if processor.errors:
         st.warning(f"{processor.errors} frame(s) could not be analysed; last error: {processor.last_error}")
-    times, scores = timeline.series()
-    st.plotly_chart(charts.emotion_timeline(times, scores), key="live_timeline_chart",
-                    config={"displayModeBar": False})
+    timeline_chart()
     if not playing:
         st.info("Press **START** and allow the camera. Behind a strict firewall the stream needs a TURN server "
                 "(see docs/app.md).")
 
 
-live_panel()
+@st.fragment
+def browser_panel():
+    """The component and, from its summaries (about one a second, never frames), the same metrics and timeline."""
+    capturing = st.session_state.get("calib_capture") is not None and st.session_state["calib_capture"].active
+    summary = browser_live(browser_config, smoothing=smoothing, min_score=min_score, key="live_browser",
+                           capture=capturing)
+    timeline.extend(summaries.results(summary))
+    last = timeline.last
+    running = isinstance(summary, dict) and bool(summary.get("playing"))
+    fresh = last is not None and running and time.time() - last.t < 5
+    metrics_row(last, fresh, "your browser")
+    if isinstance(summary, dict) and summary.get("errors"):
+        st.warning(f"{summary['errors']} frame(s) could not be analysed; last error: {summary.get('last_error')}")
+    timeline_chart()
+
+
+if in_browser:
+    summaries: BrowserSummaries = st.session_state.setdefault("live_summaries", BrowserSummaries())
+    browser_panel()
+    playing = True  # the camera runs in the component (its Start button): a take without a face gives up by itself
+else:
+    live_panel()
 
 
 # ---------------------------------------------------------------- calibrate to my face
 
-st.caption(":material/lock: Privacy: camera frames are analysed in memory and never stored. Calibration snapshots "
-           "stay in your browser session unless you download them or save a personal model.")
+if in_browser:
+    st.caption(":material/lock: Privacy: in this mode no image, frame or face crop leaves your browser, except the "
+               "48x48 gray face crops of the calibration snapshots you choose to take below; the server otherwise "
+               "only receives a summary once a second (frame rates, the main face's emotion probabilities).")
+else:
+    st.caption(":material/lock: Privacy: camera frames are analysed in memory and never stored. Calibration "
+               "snapshots stay in your browser session unless you download them or save a personal model.")
 ss = st.session_state
 capture: CaptureSession = ss.setdefault("calib_capture", CaptureSession())
 
@@ -131,7 +189,7 @@ def capture_controls() -> None:
 def capture_status() -> None:
     """The countdown and the capture, driven by the clock and the webcam's latest face."""
     now = time.time()
-    if capture.tick(now, processor.latest_face()):
+    if capture.tick(now, summaries.latest_face() if in_browser else processor.latest_face()):
         st.rerun()  # the take is over: redraw the controls and the gallery
     emotion = capture.current
     if capture.phase == "countdown":
@@ -204,7 +262,15 @@ def run_calibration(model, replay, note: str) -> None:
 
 
 def calibrate_panel() -> None:
-    model = recognizer.model
+    if in_browser and not (capture.total() or "calib_result" in ss):
+        st.caption("In this mode the calibration runs on the server, on the snapshots you take (only their "
+                   "48x48 gray crops are sent); the personal model you save is then used in this page.")
+        return
+    try:  # in the browser mode the Keras model is loaded only now, for the fine-tuning
+        model = (state.recognizer(sel, state.LIVE_PROFILE) if in_browser else recognizer).model
+    except ValueError as exc:
+        st.error(f"Cannot calibrate: {exc}")
+        return
     replay, why = find_replay(model)
     if replay is None:
         st.warning("No FER2013 replay matches this model, so the calibration cannot mix in FER2013 faces or report "

@@ -47,7 +47,7 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 # ---------------------------------------------------------------- CPU from /proc
 
-def _proc_table() -> dict[int, tuple[int, str, float]]:
+def proc_table() -> dict[int, tuple[int, str, float]]:
     """pid -> (parent pid, command name, CPU seconds used so far) for every process."""
     out = {}
     for entry in os.listdir("/proc"):
@@ -152,12 +152,12 @@ def wait_streaming(pages, timeout: float = 120) -> None:
 def measure(pages, seconds: float, server_pid: int) -> dict:
     """Read every page's panel every 2 s for ``seconds``; CPU of the server and of the browsers meanwhile."""
     samples: list[list[dict]] = [[] for _ in pages]
-    before, t0 = _proc_table(), time.time()
+    before, t0 = proc_table(), time.time()
     while time.time() - t0 < seconds:
         for i, page in enumerate(pages):
             samples[i].append(read_panel(page))
         pages[0].wait_for_timeout(2000)
-    after, dt = _proc_table(), time.time() - t0
+    after, dt = proc_table(), time.time() - t0
     me = os.getpid()
     return {
         "samples": samples,

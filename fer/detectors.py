@@ -40,6 +40,14 @@ class RawFace:
     landmarks: np.ndarray | None = None
 
 
+NMS_IOU = 0.3
+"""CenterFace's non-maximum suppression: a box overlapping a better one by more than this IoU is dropped."""
+REFINE_SIZE = 96
+"""Side of the upright patch of :meth:`CenterFace.refine`'s second look (the face half as wide)."""
+REFINE_MIN_SCORE = 0.3
+"""Detection threshold inside that patch."""
+
+
 class Detector(Protocol):
     name: str
 
@@ -59,8 +67,9 @@ def centerface_model_path() -> str:
     return str(path)
 
 
-def _free_shape_model(path: str) -> bytes:
-    """CenterFace graph with free batch/height/width and its weights no longer listed as inputs."""
+def free_shape_model(path: str) -> bytes:
+    """CenterFace graph (serialized) with free batch/height/width and its weights no longer listed as inputs:
+    what ONNX Runtime loads here, and what the Live page's in-browser mode serves to onnxruntime-web."""
     import onnx
 
     model = onnx.load(path)
@@ -97,7 +106,7 @@ class CenterFace:
         # no busy-waiting between operators: spinning threads double the time when the cores are
         # shared (web app sessions, the Keras model, other programs) and gain little when they are not
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-        self.session = ort.InferenceSession(_free_shape_model(centerface_model_path()), options,
+        self.session = ort.InferenceSession(free_shape_model(centerface_model_path()), options,
                                             providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
@@ -122,7 +131,7 @@ class CenterFace:
         h, w = bgr.shape[:2]
         return [_rescale(f, 1.0 / scale, w, h) for f in faces]
 
-    def refine(self, bgr: np.ndarray, faces: list[RawFace], size: int = 96) -> list[RawFace]:
+    def refine(self, bgr: np.ndarray, faces: list[RawFace], size: int = REFINE_SIZE) -> list[RawFace]:
         """Second, sharper look at each face for precise landmarks (eyes to within ~2 degrees).
 
         Each face is cut out upright (rotated by its first-pass eye angle) at ``size`` px with the
@@ -141,7 +150,8 @@ class CenterFace:
         outs = self.session.run(None, {self.input_name: blob})
         out = list(faces)
         for k, (i, m) in enumerate(zip(todo, mats)):
-            found = _decode_centerface(outs[0][k, 0], outs[1][k], outs[2][k], outs[3][k], 0.3, self.STRIDE)
+            found = _decode_centerface(outs[0][k, 0], outs[1][k], outs[2][k], outs[3][k], REFINE_MIN_SCORE,
+                                       self.STRIDE)
             if found:
                 best = min(found, key=lambda r: np.hypot((r.x1 + r.x2 - size) / 2, (r.y1 + r.y2 - size) / 2))
                 back = _invert(m)
@@ -186,7 +196,7 @@ def _decode_centerface(heat: np.ndarray, size: np.ndarray, offset: np.ndarray, m
     lm_x = marks[1::2, rows, cols] * bw + x1  # (5, n): channels alternate y, x
     lm_y = marks[0::2, rows, cols] * bh + y1
     boxes = np.stack([x1, y1, bw, bh], axis=1)
-    keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), float(min_score), 0.3)
+    keep = cv2.dnn.NMSBoxes(boxes.tolist(), scores.tolist(), float(min_score), NMS_IOU)
     out = []
     for i in np.asarray(keep, dtype=int).reshape(-1):
         lms = np.stack([lm_x[:, i], lm_y[:, i]], axis=1).astype(np.float32)

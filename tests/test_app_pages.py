@@ -237,6 +237,23 @@ def test_live_page_controls_and_timeline(env):
     assert metrics(at)["Processed frames/s"] == "0.0"  # not streaming
 
 
+def test_live_page_in_browser_mode(env):
+    """The in-browser mode serves the selected model's ONNX file and keeps the same metrics and timeline."""
+    from ui.browser_live import MODELS_DIR
+
+    at = app("live")
+    assert at.radio(key="live_mode").value == "server"  # no browser request under AppTest: the page as it was
+    at.radio(key="live_mode").set_value("browser").run()
+    no_crash(at)
+    assert at.radio(key="live_mode").value == "browser" and "live_processor" in at.session_state
+    assert metrics(at)["Processed frames/s"] == "0.0" and metrics(at)["Main face"] == "–"
+    assert any("no image, frame or face crop leaves your browser" in c.value for c in at.caption)
+    assert any("only their 48x48 gray crops are sent" in c.value for c in at.caption)
+    assert not at.button(key="calib_start").disabled  # the camera's state is the component's
+    assert at.session_state["live_summaries"].seq is None  # no summary: no camera under AppTest
+    assert any(MODELS_DIR.glob("emotion-*.onnx"))
+
+
 # ---------------------------------------------------------------- train
 
 

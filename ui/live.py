@@ -11,6 +11,7 @@ through a bounded queue that drops its oldest entry when the page does not keep 
 
 from __future__ import annotations
 
+import base64
 import queue
 import threading
 import time
@@ -222,3 +223,103 @@ class Timeline:
         step = max(1, -(-len(points) // max_points))
         kept = points[::-1][::step][::-1]  # thinned from the newest point back
         return [p.t - now for p in kept], [p.scores for p in kept]
+
+    def csv(self) -> bytes:
+        """The kept points as CSV: seconds since the first one, then the main face's probabilities."""
+        points = list(self.points)
+        if not points:
+            return b""
+        rows = [",".join(["seconds", "emotion", *EMOTIONS])]
+        for p in points:
+            rows.append(",".join([f"{p.t - points[0].t:.3f}", str(p.emotion),
+                                  *(f"{float(p.scores.get(e, 0.0)):.4f}" for e in EMOTIONS)]))
+        return ("\n".join(rows) + "\n").encode()
+
+
+# ---------------------------------------------------------------- the in-browser mode
+
+BROWSER, SERVER = "browser", "server"
+LIVE_MODES = {
+    BROWSER: "In your browser",
+    SERVER: "On the server",
+}
+MODE_HELP = {
+    BROWSER: "The face detector and the emotion model run in this page: the video never leaves your device "
+             "and no relay server is needed.",
+    SERVER: "Your camera is streamed to the server over WebRTC and sent back with the faces drawn on "
+            "(behind strict firewalls this needs a TURN relay).",
+}
+LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
+
+
+def has_turn(ice_servers: list[dict]) -> bool:
+    """True when the ICE configuration names a TURN relay (``turn:`` or ``turns:`` URLs)."""
+    for server in ice_servers:
+        urls = server.get("urls", [])
+        for url in [urls] if isinstance(urls, str) else urls:
+            if str(url).lower().startswith(("turn:", "turns:")):
+                return True
+    return False
+
+
+def is_local(host: str | None) -> bool:
+    """True when the page was opened on this machine (a ``Host`` header such as ``localhost:8501``)."""
+    if not host:
+        return False
+    name = host.strip().lower()
+    name = name.rsplit(":", 1)[0] if name.count(":") == 1 or name.startswith("[") else name
+    return name in LOCAL_HOSTS
+
+
+def default_mode(ice_servers: list[dict], host: str | None) -> str:
+    """The in-browser mode unless a TURN relay is configured or the page is reached on localhost; the
+    server mode too when the host is unknown (no browser request: ``streamlit.testing``, bare runs)."""
+    return SERVER if has_turn(ice_servers) or not host or is_local(host) else BROWSER
+
+
+class BrowserSummaries:
+    """Turns the component's summaries (about one a second) into :class:`FrameResult` items for the
+    same metrics row and :class:`Timeline` as the server mode; a summary seen twice (a rerun that is
+    not the component's) is not counted again."""
+
+    def __init__(self) -> None:
+        self.seq: int | None = None
+        self.playing = False
+        self._face: tuple[np.ndarray, float] | None = None
+
+    def latest_face(self) -> tuple[np.ndarray, float] | None:
+        """The main face's 48x48 uint8 crop from the latest summary that carried one (the page sends crops
+        only while the visitor captures calibration snapshots) and when it arrived (time.time())."""
+        return self._face
+
+    def _take_crop(self, crop, size: int = 48) -> None:
+        if not isinstance(crop, str):
+            return
+        try:
+            data = base64.b64decode(crop, validate=True)
+        except ValueError:
+            return  # not a crop: ignore it rather than stop the page
+        if len(data) == size * size:
+            self._face = (np.frombuffer(data, np.uint8).reshape(size, size).copy(), time.time())
+
+    def results(self, summary: dict | None) -> list[FrameResult]:
+        """The new FrameResults of ``summary``: one per main-face point it carries (or one without a face)."""
+        if not isinstance(summary, dict) or summary.get("seq") == self.seq:
+            return []
+        self.seq = summary.get("seq")
+        self.playing = bool(summary.get("playing"))
+        self._take_crop(summary.get("crop"))
+        common = {"fps": float(summary.get("fps") or 0.0), "n_faces": int(summary.get("n_faces") or 0),
+                  "latency_ms": float(summary.get("latency_ms") or 0.0),
+                  "camera_fps": float(summary.get("camera_fps") or 0.0), "skipped": int(summary.get("skipped") or 0),
+                  "behind_ms": float(summary.get("behind_ms") or 0.0)}
+        out = []
+        for t, probs in summary.get("points") or []:
+            if len(probs) == len(EMOTIONS):
+                best = int(np.argmax(probs))
+                out.append(FrameResult(t=float(t), emotion=EMOTIONS[best], score=float(probs[best]),
+                                       scores=dict(zip(EMOTIONS, map(float, probs))), **common))
+        # the state at the summary's time, for the metrics row (no probabilities: not a timeline point)
+        out.append(FrameResult(t=float(summary.get("t") or time.time()), emotion=summary.get("emotion"),
+                               score=float(summary.get("score") or 0.0), scores={}, **common))
+        return out

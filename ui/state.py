@@ -71,12 +71,17 @@ def _load_recognizer(key: str, profile: str = PHOTO_PROFILE):
     return _cached_recognizer(key, profile)
 
 
-def recognizer(selection: Selection, profile: str = PHOTO_PROFILE):
-    """The cached :class:`fer.EmotionRecognizer` for the selected model; ValueError with a clear message."""
+def check_selection(selection: Selection) -> None:
+    """ValueError with a clear message when there is no usable model selected."""
     if selection.entry is None:
         raise ValueError("there is no model yet: train one on the Train page, or set FER_DEFAULT_MODEL")
     if not selection.entry.usable:
         raise ValueError(f"model {selection.entry.path} cannot be used: {selection.entry.error}")
+
+
+def recognizer(selection: Selection, profile: str = PHOTO_PROFILE):
+    """The cached :class:`fer.EmotionRecognizer` for the selected model; ValueError with a clear message."""
+    check_selection(selection)
     return _load_recognizer(selection.key, profile)
 
 
