@@ -204,7 +204,11 @@ def run_calibration(model, replay, note: str) -> None:
 
 
 def calibrate_panel() -> None:
-    model = recognizer.model
+    if not capture.total() and "calib_result" not in ss:  # nothing to calibrate on yet: no Keras needed
+        st.button("Calibrate on 0 snapshot(s)", key="calib_run", type="primary", icon=":material/tune:",
+                  disabled=True, help="Capture snapshots of your face first (above).")
+        return
+    model = state.keras_model(sel)  # the Keras model itself: calibration fine-tunes its last layer
     replay, why = find_replay(model)
     if replay is None:
         st.warning("No FER2013 replay matches this model, so the calibration cannot mix in FER2013 faces or report "

@@ -55,29 +55,44 @@ model of your own: it with flip TTA), the live webcam the live profile (one mode
 prior-corrected (see fer.profiles)."""
 
 
+ANALYSIS_ENGINE = "onnx"
+"""The engine of the Analyze pages and the server-side live mode: ONNX Runtime, so that a server that only
+analyses never imports TensorFlow (the shipped models' graphs are committed in models/; another model is
+converted once and cached, see fer.onnx_runtime). A model ONNX cannot take runs on Keras instead."""
+
+
 @st.cache_resource(max_entries=6, show_spinner="Loading the model and the face detector…")
-def _cached_recognizer(key: str, profile: str):
+def _cached_recognizer(key: str, profile: str, engine: str = ANALYSIS_ENGINE):
     import fer
-    from fer.modelfile import DEFAULT_MODEL, load_model
+    from fer.modelfile import DEFAULT_MODEL
+    from fer.onnx_runtime import UnsupportedModel
 
     path = Path(key.rsplit("|", 1)[0])
-    if path == DEFAULT_MODEL.resolve():  # the shipped model stands for the shipped profiles
-        return fer.EmotionRecognizer(profile=profile)
-    return fer.EmotionRecognizer(load_model(path), profile=profile)
+    model = None if path == DEFAULT_MODEL.resolve() else path  # the shipped model stands for the shipped profiles
+    try:
+        return fer.EmotionRecognizer(model, profile=profile, engine=engine)
+    except UnsupportedModel:  # a layer ONNX has no counterpart for: the model as it is, on Keras
+        return fer.EmotionRecognizer(model, profile=profile, engine="keras")
 
 
-def _load_recognizer(key: str, profile: str = PHOTO_PROFILE):
-    """The cached recognizer of ``key`` under ``profile``."""
-    return _cached_recognizer(key, profile)
+def _load_recognizer(key: str, profile: str = PHOTO_PROFILE, engine: str = ANALYSIS_ENGINE):
+    """The cached recognizer of ``key`` under ``profile`` on ``engine``."""
+    return _cached_recognizer(key, profile, engine)
 
 
-def recognizer(selection: Selection, profile: str = PHOTO_PROFILE):
-    """The cached :class:`fer.EmotionRecognizer` for the selected model; ValueError with a clear message."""
+def recognizer(selection: Selection, profile: str = PHOTO_PROFILE, engine: str = ANALYSIS_ENGINE):
+    """The cached :class:`fer.EmotionRecognizer` for the selected model; ValueError with a clear message.
+    ``engine="keras"`` where a page needs the Keras model itself (calibration)."""
     if selection.entry is None:
         raise ValueError("there is no model yet: train one on the Train page, or set FER_DEFAULT_MODEL")
     if not selection.entry.usable:
         raise ValueError(f"model {selection.entry.path} cannot be used: {selection.entry.error}")
-    return _load_recognizer(selection.key, profile)
+    return _load_recognizer(selection.key, profile, engine)
+
+
+def keras_model(selection: Selection):
+    """The selected model as a Keras model (what calibration fine-tunes): imports TensorFlow, once."""
+    return recognizer(selection, LIVE_PROFILE, engine="keras").model
 
 
 def model_selector(cfg: Settings) -> Selection:
