@@ -56,9 +56,10 @@ prior-corrected (see fer.profiles)."""
 
 
 ANALYSIS_ENGINE = "onnx"
-"""The engine of the Analyze pages and the server-side live mode: ONNX Runtime, so that a server that only
-analyses never imports TensorFlow (the shipped models' graphs are committed in models/; another model is
-converted once and cached, see fer.onnx_runtime). A model ONNX cannot take runs on Keras instead."""
+"""The default engine of the Analyze pages and the server-side live mode (setting ``FER_ENGINE``): ONNX Runtime,
+so that a server that only analyses never imports TensorFlow (the shipped models' graphs are committed in
+models/; another model is converted once and cached, see fer.onnx_runtime). A model ONNX cannot take runs
+on Keras instead."""
 
 
 @st.cache_resource(max_entries=6, show_spinner="Loading the model and the face detector…")
@@ -75,14 +76,23 @@ def _cached_recognizer(key: str, profile: str, engine: str = ANALYSIS_ENGINE):
         return fer.EmotionRecognizer(model, profile=profile, engine="keras")
 
 
-def _load_recognizer(key: str, profile: str = PHOTO_PROFILE, engine: str = ANALYSIS_ENGINE):
-    """The cached recognizer of ``key`` under ``profile`` on ``engine``."""
-    return _cached_recognizer(key, profile, engine)
+def configured_engine() -> str:
+    """The configured analysis engine (``FER_ENGINE``; :data:`ANALYSIS_ENGINE` when the settings are malformed,
+    which the sidebar reports)."""
+    try:
+        return settings().engine
+    except ValueError:
+        return ANALYSIS_ENGINE
 
 
-def recognizer(selection: Selection, profile: str = PHOTO_PROFILE, engine: str = ANALYSIS_ENGINE):
+def _load_recognizer(key: str, profile: str = PHOTO_PROFILE, engine: str | None = None):
+    """The cached recognizer of ``key`` under ``profile`` on ``engine`` (None: the configured one)."""
+    return _cached_recognizer(key, profile, engine or configured_engine())
+
+
+def recognizer(selection: Selection, profile: str = PHOTO_PROFILE, engine: str | None = None):
     """The cached :class:`fer.EmotionRecognizer` for the selected model; ValueError with a clear message.
-    ``engine="keras"`` where a page needs the Keras model itself (calibration)."""
+    ``engine="keras"`` where a page needs the Keras model itself (calibration); None: the configured one."""
     if selection.entry is None:
         raise ValueError("there is no model yet: train one on the Train page, or set FER_DEFAULT_MODEL")
     if not selection.entry.usable:
@@ -155,12 +165,16 @@ def selection() -> Selection:
     return sel
 
 
-@st.cache_data(max_entries=12, ttl=3600, show_spinner=False)
 def analyze_photo(model_key: str, name: str, data: bytes, min_score: float):
     """Cached :func:`ui.analysis.analyze_image` (reruns such as a download click don't recompute)."""
+    return _analyze_photo(model_key, name, data, min_score, configured_engine())
+
+
+@st.cache_data(max_entries=12, ttl=3600, show_spinner=False)
+def _analyze_photo(model_key: str, name: str, data: bytes, min_score: float, engine_name: str):
     from ui.analysis import analyze_image
 
-    return analyze_image(_load_recognizer(model_key, PHOTO_PROFILE), name, data, min_score)
+    return analyze_image(_load_recognizer(model_key, PHOTO_PROFILE, engine_name), name, data, min_score)
 
 
 def server_session_available() -> bool:
