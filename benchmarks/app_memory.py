@@ -10,7 +10,8 @@ first analysed photo on screen, and from its upload to it (the cold analysis its
 Streamlit's own start and the page loads, which both engines share), and the server's resident
 memory (VmRSS) and peak (VmHWM, from /proc) after each step. ``--full`` adds "Why this label?" and
 15 s of the Live webcam (Chromium's fake camera). The last lines give the ratios (Keras / ONNX) of
-both times and of the memory after the photo.
+both times and of the memory after the photo. For the core alone, each engine also analyses the photo
+in a fresh Python process (no Streamlit, no browser): seconds to the result and peak RSS.
 Training runs in a separate worker process and is not part of these figures (docs/deploy.md).
 """
 
@@ -19,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import subprocess
 import sys
 import tempfile
@@ -52,6 +54,25 @@ def memory_mb(pid: int, started: float) -> dict[str, float]:
     fields = dict(line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     return {"t_s": round(time.perf_counter() - started, 1),
             **{k: round(int(fields[k].split()[0]) / 1024, 1) for k in ("VmRSS", "VmHWM")}}
+
+
+CORE = ("import resource, sys; from fer.inference import EmotionRecognizer; "
+        "faces = EmotionRecognizer(engine=sys.argv[1]).analyze_file(sys.argv[2]); "
+        "print(len(faces), resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)")
+
+
+def core_cold_start(engine: str, model_cache: Path) -> dict:
+    """A fresh Python process analysing the photo with ``EmotionRecognizer(engine=engine)`` (photo profile):
+    seconds from its start to the result, and its peak RSS in MB. No Streamlit, no browser."""
+    env = {**os.environ, "FER_CACHE_DIR": str(model_cache), "TF_CPP_MIN_LOG_LEVEL": "2"}
+    start = time.perf_counter()
+    run = subprocess.run([sys.executable, "-c", CORE, engine, str(PHOTO)], cwd=ROOT, env=env, capture_output=True,
+                         text=True, timeout=600)
+    seconds = time.perf_counter() - start
+    if run.returncode != 0:
+        raise RuntimeError(f"the {engine} process failed: {run.stderr[-2000:]}")
+    faces, rss = run.stdout.split()[-2:]
+    return {"seconds": round(seconds, 2), "peak_rss_mb": round(float(rss)), "faces": int(faces)}
 
 
 def start_server(root: Path, model: Path, engine: str) -> tuple[subprocess.Popen, str, Path]:
@@ -107,6 +128,7 @@ async def measure(engines: list[str], model: Path, full: bool, root: Path, video
                 out[engine] = await visit(browser, url, proc.pid, started, full, errors)
             finally:
                 stop(proc)
+            out[engine]["process"] = core_cold_start(engine, folder / "process-cache")
         await browser.close()
     if errors:
         raise RuntimeError(errors)
@@ -120,7 +142,8 @@ def ratios(results: dict) -> dict:
     onnx, keras = results["onnx"], results["keras"]
     return {"cold_start_keras_over_onnx": round(keras["first_photo_s"] / onnx["first_photo_s"], 2),
             "first_analysis_keras_over_onnx": round(keras["first_analysis_s"] / onnx["first_analysis_s"], 2),
-            "rss_after_photo_keras_over_onnx": round(keras["steps"][2]["VmRSS"] / onnx["steps"][2]["VmRSS"], 2)}
+            "rss_after_photo_keras_over_onnx": round(keras["steps"][2]["VmRSS"] / onnx["steps"][2]["VmRSS"], 2),
+            "process_cold_start_keras_over_onnx": round(keras["process"]["seconds"] / onnx["process"]["seconds"], 2)}
 
 
 def print_report(results: dict) -> None:
@@ -128,6 +151,10 @@ def print_report(results: dict) -> None:
     for engine, r in results.items():
         for s in r["steps"]:
             print(f"| {engine} | {s['step']} | {s['t_s']:.1f} | {s['VmRSS']:.0f} | {s['VmHWM']:.0f} |")
+    for engine, r in results.items():
+        c = r["process"]
+        print(f"{engine}: a fresh Python process analysed the photo ({c['faces']} face(s)) {c['seconds']:.1f} s "
+              f"after its start, peak RSS {c['peak_rss_mb']} MB")
     for engine, r in results.items():
         print(f"{engine}: first analysed photo {r['first_photo_s']:.1f} s after the server's start, "
               f"{r['first_analysis_s']:.1f} s after its upload")
