@@ -42,9 +42,9 @@ from load_test import (  # noqa: E402
     wait_idle,
     write_y4m,
 )
-from streamlit_server import app_command, free_port, stop, wait_healthy  # noqa: E402
 
 from fer.inference import ENGINES  # noqa: E402
+from streamlit_server import app_command, free_port, stop, wait_healthy  # noqa: E402
 
 PHOTO = ROOT / "tests" / "data" / "astronaut.jpg"
 
@@ -76,7 +76,7 @@ def core_cold_start(engine: str, model_cache: Path) -> dict:
 
 
 def start_server(root: Path, model: Path, engine: str) -> tuple[subprocess.Popen, str, Path]:
-    """``streamlit run app.py`` on ``model`` with ``FER_ENGINE=engine`` and an empty cache: the process, its URL, log."""
+    """``streamlit run app.py`` on ``model``, ``FER_ENGINE=engine``, an empty cache: the process, its URL, its log."""
     port = free_port()
     env = {**server_env(root, model), "FER_ENGINE": engine}
     log = root / "server.log"
