@@ -262,12 +262,16 @@ def run_calibration(model, replay, note: str) -> None:
 
 
 def calibrate_panel() -> None:
-    if in_browser and not (capture.total() or "calib_result" in ss):
-        st.caption("In this mode the calibration runs on the server, on the snapshots you take (only their "
-                   "48x48 gray crops are sent); the personal model you save is then used in this page.")
+    if not capture.total() and "calib_result" not in ss:  # nothing to calibrate on yet: no Keras needed
+        if in_browser:
+            st.caption("In this mode the calibration runs on the server, on the snapshots you take (only their "
+                       "48x48 gray crops are sent); the personal model you save is then used in this page.")
+            return
+        st.button("Calibrate on 0 snapshot(s)", key="calib_run", type="primary", icon=":material/tune:",
+                  disabled=True, help="Capture snapshots of your face first (above).")
         return
-    try:  # in the browser mode the Keras model is loaded only now, for the fine-tuning
-        model = (state.recognizer(sel, state.LIVE_PROFILE) if in_browser else recognizer).model
+    try:  # the Keras model is loaded only now, for the fine-tuning
+        model = state.keras_model(sel)
     except ValueError as exc:
         st.error(f"Cannot calibrate: {exc}")
         return

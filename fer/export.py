@@ -5,7 +5,7 @@ Every format takes raw faces and gives probabilities, with the preprocessing in 
 - input ``face``: float32 (n, 48, 48, 1), gray levels 0..255 (a 48x48 uint8 crop, cast);
 - output ``probabilities``: float32 (n, 7) in the order of ``labels`` in the card.
 
-``onnx`` (``fer.onnx``; ONNX Runtime, onnxruntime-web) is converted by :mod:`fer.onnx_runtime`;
+``onnx`` (``fer.onnx``; ONNX Runtime, onnxruntime-web) by Keras' own exporter (:mod:`fer.onnx_runtime`);
 ``tflite`` (``fer.tflite``; LiteRT on phones) by TensorFlow's converter; ``savedmodel`` (a
 folder ``saved_model/``, signature ``serve``; TF Serving) by Keras' exporter. The model card goes
 beside the file as ``fer.json``, with an ``export`` section saying the format, the input and output,

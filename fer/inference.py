@@ -90,8 +90,9 @@ class EmotionRecognizer:
 
     ``engine`` runs the emotion models on "keras" (default: the Keras models themselves, as training
     left them; ``self.model`` is the first) or "onnx" (ONNX Runtime: the same probabilities within
-    1e-6, about half the cost per face, and no TensorFlow import once the models' conversion is
-    cached, see :func:`fer.onnx_runtime.load_onnx_profile`; ``self.model`` is None, so calibration,
+    1e-6, about half the cost per face, and no TensorFlow import: the shipped models' graphs are
+    committed in models/, another model's conversion is cached, see
+    :func:`fer.onnx_runtime.load_onnx_profile`; ``self.model`` is None, so calibration,
     which needs the Keras model, takes a "keras" recognizer; explanations work with both).
     ``model`` may also be an :class:`fer.onnx_runtime.OnnxEnsemble`, which implies "onnx".
     """

@@ -1,4 +1,4 @@
-"""The emotion model on ONNX Runtime: a Keras model converted to ONNX here, with no extra package.
+"""The emotion model on ONNX Runtime: Keras' own ONNX exporter (tf2onnx), sessions, ensembles, a cache.
 
 ::
 
@@ -7,20 +7,27 @@
     probs = clf(crops_uint8)                     # (n, 48, 48) uint8 -> (n, 7) float32, as model(x) gives
     ens = load_onnx_profile("photo")             # a whole profile, picklable; no Keras once converted
 
-Converted model files are cached by content (:func:`onnx_for_file`), so a process that only
-classifies (a Ray actor, a server replica) starts without importing Keras or TensorFlow.
+:func:`keras_to_onnx` runs ``keras.Model.export(path, format="onnx")`` (tf2onnx) on the model's
+inference graph (``training=False``: dropout, noise and augmentation layers are identities), then
+names the graph's input ``face`` (batch dimension ``n``, dynamic) and its output ``probabilities``.
+The preprocessing (``Rescaling``) stays in the graph. A model with an operation ONNX has no
+counterpart for gets an :class:`UnsupportedModel` that names the layer and the operation.
+Parity with Keras: ``tests/test_export.py``.
 
-The converter covers the layers this project's architectures use (Conv2D, BatchNormalization,
-Activation/ReLU/Softmax, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Flatten, Dense,
-Add, Rescaling; dropout, noise, :class:`fer.model.FaceAugment` and :class:`fer.camera_augment.CameraAugment`
-are identities at inference), in any graph of them. The preprocessing (``Rescaling``) stays in the graph.
-A model with another layer gets a ``ValueError`` that names it. Parity with Keras: ``tests/test_export.py``.
+A ``.keras`` file is converted once (:func:`onnx_for_file`): the shipped models' graphs are
+committed beside them (``models/NAME.onnx``, with ``NAME.onnx.json`` recording the SHA-256 of the
+``.keras`` they come from; ``python scripts/export_onnx_models.py`` writes them), any other model's
+graph is cached by content in :func:`cache_dir`. So a process that only classifies (the app's
+Analyze pages, a Ray actor, a server replica) starts without importing Keras or TensorFlow.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
+import logging
 import os
+import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,153 +38,7 @@ import numpy as np
 from fer.labels import NUM_CLASSES
 
 OPSET = 17
-INPUT_NAME, OUTPUT_NAME = "face", "probabilities"
-IDENTITY_LAYERS = {"InputLayer", "Dropout", "SpatialDropout1D", "SpatialDropout2D", "GaussianNoise",
-                   "GaussianDropout", "AlphaDropout", "FaceAugment", "CameraAugment", "RandomFlip", "RandomRotation",
-                   "RandomZoom", "RandomTranslation", "RandomContrast", "RandomBrightness", "Identity"}
-"""Layers that pass their input through unchanged at inference."""
-
-
-class _Graph:
-    """ONNX nodes and weights being built; tensors in NCHW between the input and the first flat layer."""
-
-    def __init__(self) -> None:
-        self.nodes: list = []
-        self.weights: list = []
-        self.count = 0
-
-    def name(self, base: str) -> str:
-        self.count += 1
-        return f"{base}_{self.count}"
-
-    def const(self, base: str, value: np.ndarray) -> str:
-        from onnx import numpy_helper
-
-        name = self.name(base)
-        self.weights.append(numpy_helper.from_array(np.asarray(value), name))
-        return name
-
-    def op(self, op_type: str, inputs: list[str], base: str, **attrs: Any) -> str:
-        from onnx import helper
-
-        out = self.name(base)
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
-        return out
-
-
-def _activation(g: _Graph, x: str, fn: Any, base: str, rank: int) -> str:
-    name = fn if isinstance(fn, str) else getattr(fn, "__name__", str(fn))
-    if name in ("linear", "identity", None):
-        return x
-    if name == "relu":
-        return g.op("Relu", [x], base)
-    if name == "sigmoid":
-        return g.op("Sigmoid", [x], base)
-    if name in ("swish", "silu"):
-        return g.op("Mul", [x, g.op("Sigmoid", [x], base)], base)
-    if name == "tanh":
-        return g.op("Tanh", [x], base)
-    if name == "softmax":
-        return g.op("Softmax", [x], base, axis=1 if rank == 4 else -1)
-    raise ValueError(f"activation {name!r} (in {base}) has no ONNX conversion here; "
-                     "use relu, sigmoid, swish, tanh or softmax, or export with --format tflite/savedmodel")
-
-
-def _padding(layer) -> str:
-    return "SAME_UPPER" if layer.padding == "same" else "VALID"
-
-
-def _conv(g: _Graph, layer, x: str) -> str:
-    if layer.data_format != "channels_last" or tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1:
-        raise ValueError(f"Conv2D {layer.name}: only channels_last, undilated, ungrouped convolutions convert")
-    kernel = np.transpose(layer.kernel.numpy(), (3, 2, 0, 1))
-    inputs = [x, g.const(f"{layer.name}_w", kernel.astype(np.float32))]
-    if layer.use_bias:
-        inputs.append(g.const(f"{layer.name}_b", layer.bias.numpy().astype(np.float32)))
-    y = g.op("Conv", inputs, layer.name, kernel_shape=list(layer.kernel_size), strides=list(layer.strides),
-             auto_pad=_padding(layer))
-    return _activation(g, y, layer.activation, layer.name, 4)
-
-
-def _batchnorm(g: _Graph, layer, x: str, rank: int) -> str:
-    if layer.axis not in (-1, rank - 1, [-1], [rank - 1]):
-        raise ValueError(f"BatchNormalization {layer.name} normalises axis {layer.axis}; only the last converts")
-    n = layer.moving_mean.shape[0]
-    gamma = layer.gamma.numpy() if layer.scale else np.ones(n, np.float32)
-    beta = layer.beta.numpy() if layer.center else np.zeros(n, np.float32)
-    scale = gamma / np.sqrt(layer.moving_variance.numpy() + layer.epsilon)
-    shift = beta - layer.moving_mean.numpy() * scale
-    shape = (1, n, 1, 1) if rank == 4 else (1, n)
-    y = g.op("Mul", [x, g.const(f"{layer.name}_s", scale.reshape(shape).astype(np.float32))], layer.name)
-    return g.op("Add", [y, g.const(f"{layer.name}_t", shift.reshape(shape).astype(np.float32))], layer.name)
-
-
-def _pool(g: _Graph, layer, x: str, op_type: str) -> str:
-    attrs = {"kernel_shape": list(layer.pool_size), "strides": list(layer.strides), "auto_pad": _padding(layer)}
-    if op_type == "AveragePool":
-        attrs["count_include_pad"] = 0
-    return g.op(op_type, [x], layer.name, **attrs)
-
-
-def _dense(g: _Graph, layer, x: str) -> str:
-    inputs = [x, g.const(f"{layer.name}_w", layer.kernel.numpy().astype(np.float32))]
-    inputs.append(g.const(f"{layer.name}_b", (layer.bias.numpy() if layer.use_bias
-                                                else np.zeros(layer.units)).astype(np.float32)))
-    return _activation(g, g.op("Gemm", inputs, layer.name), layer.activation, layer.name, 2)
-
-
-def _rescale(g: _Graph, layer, x: str, rank: int) -> str:
-    scale = np.asarray(layer.scale, np.float32)
-    offset = np.asarray(layer.offset, np.float32)
-    if scale.size != 1 or offset.size != 1:
-        raise ValueError(f"Rescaling {layer.name}: only one scale and one offset convert")
-    y = g.op("Mul", [x, g.const(f"{layer.name}_s", scale.reshape(()))], layer.name)
-    return g.op("Add", [y, g.const(f"{layer.name}_o", offset.reshape(()))], layer.name)
-
-
-def _convert_layer(g: _Graph, layer, xs: list[str], rank: int) -> tuple[str, int]:
-    """ONNX nodes of one layer: its output tensor and that tensor's rank."""
-    kind = type(layer).__name__
-    x = xs[0]
-    if kind in IDENTITY_LAYERS:
-        return x, rank
-    if kind == "Conv2D":
-        return _conv(g, layer, x), 4
-    if kind == "BatchNormalization":
-        return _batchnorm(g, layer, x, rank), rank
-    if kind == "Activation":
-        return _activation(g, x, layer.activation, layer.name, rank), rank
-    if kind == "ReLU" and not layer.negative_slope and layer.max_value is None and not layer.threshold:
-        return g.op("Relu", [x], layer.name), rank
-    if kind == "Softmax":
-        return _activation(g, x, "softmax", layer.name, rank), rank
-    if kind == "MaxPooling2D":
-        return _pool(g, layer, x, "MaxPool"), 4
-    if kind == "AveragePooling2D":
-        return _pool(g, layer, x, "AveragePool"), 4
-    if kind == "GlobalAveragePooling2D" and not layer.keepdims:
-        return g.op("Flatten", [g.op("GlobalAveragePool", [x], layer.name)], layer.name), 2
-    if kind == "Flatten":
-        nhwc = g.op("Transpose", [x], layer.name, perm=[0, 2, 3, 1]) if rank == 4 else x
-        return g.op("Flatten", [nhwc], layer.name), 2
-    if kind == "Dense" and rank == 2:
-        return _dense(g, layer, x), 2
-    if kind == "Add":
-        y = xs[0]
-        for other in xs[1:]:
-            y = g.op("Add", [y, other], layer.name)
-        return y, rank
-    if kind == "Rescaling":
-        return _rescale(g, layer, x, rank), rank
-    raise ValueError(f"layer {layer.name!r} ({kind}) has no ONNX conversion here; "
-                     "export with --format tflite or --format savedmodel instead")
-
-
-def _inputs_of(layer) -> list:
-    nodes = layer._inbound_nodes  # Keras keeps a layer's call graph here (functional and Sequential models)
-    if len(nodes) != 1:
-        raise ValueError(f"layer {layer.name!r} is called {len(nodes)} times; shared layers do not convert")
-    return list(nodes[0].input_tensors)
+INPUT_NAME, OUTPUT_NAME, BATCH_DIM = "face", "probabilities", "n"
 
 
 class UnsupportedModel(ValueError):
@@ -185,46 +46,84 @@ class UnsupportedModel(ValueError):
 
 
 def keras_to_onnx(model, name: str = "fer") -> bytes:
-    """An ONNX graph (bytes) computing ``model(x, training=False)`` for x (n, 48, 48, 1) float32 0..255;
-    :class:`UnsupportedModel` names what does not convert."""
+    """An ONNX graph (bytes) computing ``model(x, training=False)`` for x (n, 48, 48, 1) float32 0..255,
+    made by Keras' exporter; :class:`UnsupportedModel` names what does not convert."""
+    shape = tuple(model.input_shape[1:]) if len(getattr(model, "inputs", None) or []) == 1 else ()
+    if len(shape) != 3 or None in shape:
+        raise UnsupportedModel(f"model input {getattr(model, 'input_shape', '?')} is not one image (h, w, channels); "
+                               "only single-image models convert")
+    with tempfile.TemporaryDirectory(prefix="fer-onnx-") as tmp:
+        path = Path(tmp) / f"{name}.onnx"
+        _export(model, shape, path)
+        graph = _load_checked(path)
+    return _renamed(graph, name).SerializeToString()
+
+
+def _export(model, shape: tuple, path: Path) -> None:
+    """``model.export(path, format="onnx")`` after one call on a batch (the exporter needs a called model)."""
+    model(np.zeros((2, *shape), np.float32), training=False)
+    quiet = [logging.getLogger(n) for n in ("tf2onnx", "absl")]
+    levels = [log.level for log in quiet]
+    for log in quiet:
+        log.setLevel(logging.ERROR)
     try:
-        return _convert(model, name)
-    except UnsupportedModel:
-        raise
-    except ValueError as exc:
-        raise UnsupportedModel(str(exc)) from None
+        model.export(str(path), format="onnx", verbose=False, opset_version=OPSET)
+    except ImportError as exc:
+        raise UnsupportedModel(f"Keras' ONNX exporter needs tf2onnx ({exc}); pip install -r requirements.txt") \
+            from None
+    except Exception as exc:  # noqa: BLE001 - tf2onnx raises many types for graphs it cannot take
+        first = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else type(exc).__name__
+        raise UnsupportedModel(f"Keras' ONNX exporter could not convert the model: {first}; "
+                               "export with --format tflite or --format savedmodel instead") from None
+    finally:
+        for log, level in zip(quiet, levels):
+            log.setLevel(level)
 
 
-def _convert(model, name: str) -> bytes:
-    from onnx import TensorProto, checker, helper
+def _load_checked(path: Path):
+    """The exported graph, refused when tf2onnx left TensorFlow operations ONNX does not define."""
+    import onnx
 
-    g = _Graph()
-    shape = tuple(model.input_shape[1:])
-    if len(shape) != 3:
-        raise ValueError(f"model input {shape} is not an image (h, w, channels)")
-    nchw = g.op("Transpose", [INPUT_NAME], "to_nchw", perm=[0, 3, 1, 2])
-    tensors: dict[int, tuple[str, int]] = {id(model.inputs[0]): (nchw, 4)}
-    for layer in model.layers:
-        if type(layer).__name__ == "InputLayer":
-            continue
-        srcs = [tensors.get(id(t)) for t in _inputs_of(layer)]
-        if any(s is None for s in srcs):
-            raise ValueError(f"layer {layer.name!r} reads a tensor from outside the model's graph")
-        out, rank = _convert_layer(g, layer, [s[0] for s in srcs], srcs[0][1])
-        tensors[id(layer.output)] = (out, rank)
-    last, rank = tensors[id(model.outputs[0])]
-    if rank != 2:
-        raise ValueError("the model's output is not a flat (n, classes) tensor")
-    g.nodes.append(helper.make_node("Identity", [last], [OUTPUT_NAME], name="output"))
-    n_out = int(model.output_shape[-1])
-    graph = helper.make_graph(
-        g.nodes, name,
-        [helper.make_tensor_value_info(INPUT_NAME, TensorProto.FLOAT, ["n", *shape])],
-        [helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, ["n", n_out])], g.weights)
-    onnx_model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="fer")
-    onnx_model.ir_version = 8
-    checker.check_model(onnx_model)
-    return onnx_model.SerializeToString()
+    graph = onnx.load(str(path))
+    unknown = [node for node in graph.graph.node if not onnx.defs.has(node.op_type, node.domain or "")]
+    if unknown:
+        where = "; ".join(f"layer {_layer_of(n.name)!r} uses {n.op_type}" for n in unknown[:3])
+        raise UnsupportedModel(f"{where}, which has no ONNX conversion; "
+                               "export with --format tflite or --format savedmodel instead")
+    if len(graph.graph.input) != 1 or len(graph.graph.output) != 1:
+        raise UnsupportedModel(f"the exported graph has {len(graph.graph.input)} inputs and "
+                               f"{len(graph.graph.output)} outputs; only one image in, one tensor out converts")
+    return graph
+
+
+def _layer_of(node_name: str) -> str:
+    """The Keras layer a tf2onnx node comes from: ``functional_1/odd_norm_1/Erfc`` -> ``odd_norm``."""
+    parts = node_name.split("/")
+    layer = parts[1] if len(parts) > 2 else parts[0]
+    stem, _, suffix = layer.rpartition("_")
+    return stem if stem and suffix.isdigit() else layer
+
+
+def _renamed(graph, name: str):
+    """The graph with input ``face`` (batch ``n``) and output ``probabilities``, checked by ONNX."""
+    from onnx import checker, helper
+
+    g = graph.graph
+    old_in, old_out = g.input[0].name, g.output[0].name
+    for node in g.node:
+        node.input[:] = [INPUT_NAME if i == old_in else i for i in node.input]
+        node.output[:] = [OUTPUT_NAME if o == old_out else o for o in node.output]
+    if old_in == old_out:  # an identity model: keep both names
+        g.node.append(helper.make_node("Identity", [INPUT_NAME], [OUTPUT_NAME], name="output"))
+    g.input[0].name, g.output[0].name, g.name = INPUT_NAME, OUTPUT_NAME, name
+    for value in (g.input[0], g.output[0]):
+        dims = value.type.tensor_type.shape.dim
+        if dims:
+            dims[0].Clear()
+            dims[0].dim_param = BATCH_DIM
+    graph.producer_name = "fer (keras.Model.export, tf2onnx)"
+    checker.check_model(graph)
+    return graph
 
 
 class OnnxClassifier:
@@ -333,9 +232,11 @@ class OnnxEnsemble:
 
 # ---------------------------------------------------------------- loading without Keras
 
-CONVERTER_VERSION = 1
-"""Part of the conversion cache's key: bump it when :func:`keras_to_onnx`'s output changes."""
+CONVERTER_VERSION = 2
+"""Part of the conversion cache's key and of the committed graphs' sidecars: bump it when
+:func:`keras_to_onnx`'s output changes (2: Keras' exporter; 1 was a hand-written converter)."""
 CACHE_ENV = "FER_CACHE_DIR"
+SIDECAR_SUFFIX = ".onnx.json"
 
 
 def cache_dir() -> Path:
@@ -345,17 +246,70 @@ def cache_dir() -> Path:
     return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "fer"
 
 
+def file_digest(path: str | Path) -> str:
+    """The SHA-256 (hex) of a file's bytes: what a converted graph is keyed on."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+
+
+def committed_paths(path: str | Path) -> tuple[Path, Path]:
+    """Where the committed graph of the ``.keras`` file ``path`` lives, and its sidecar:
+    ``models/fer_default.keras`` -> ``models/fer_default.onnx``, ``models/fer_default.onnx.json``."""
+    path = Path(path)
+    return path.with_suffix(".onnx"), path.with_name(path.stem + SIDECAR_SUFFIX)
+
+
+def sidecar(source: str | Path, graph: bytes) -> dict:
+    """What a committed graph records: its source file and that file's SHA-256, the converter, the opset."""
+    source = Path(source)
+    return {"source": source.name, "source_sha256": file_digest(source), "converter_version": CONVERTER_VERSION,
+            "opset": OPSET, "onnx_sha256": hashlib.sha256(graph).hexdigest(),
+            "made_by": "python scripts/export_onnx_models.py (keras.Model.export, format='onnx')"}
+
+
+def committed_graph(path: str | Path, digest: str | None = None) -> bytes | None:
+    """The committed graph beside the ``.keras`` file ``path`` when its sidecar records this file's content
+    (SHA-256), this converter version and opset, and the graph's own hash; else None (stale or absent)."""
+    onnx_path, meta_path = committed_paths(path)
+    try:
+        meta = json.loads(meta_path.read_text())
+        graph = onnx_path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    digest = digest or file_digest(path)
+    want = {"source_sha256": digest, "converter_version": CONVERTER_VERSION, "opset": OPSET,
+            "onnx_sha256": hashlib.sha256(graph).hexdigest()}
+    if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in want.items()):
+        return None
+    return graph
+
+
+def write_committed(path: str | Path) -> Path:
+    """Convert the ``.keras`` file ``path`` and write its graph and sidecar beside it (what
+    ``scripts/export_onnx_models.py`` does for the shipped models); the graph's path."""
+    from fer.modelfile import load_model
+
+    graph = keras_to_onnx(load_model(path)[0])
+    onnx_path, meta_path = committed_paths(path)
+    onnx_path.write_bytes(graph)
+    meta_path.write_text(json.dumps(sidecar(path, graph), indent=2) + "\n")
+    return onnx_path
+
+
 def onnx_for_file(path: str | Path) -> bytes:
-    """The ONNX graph of the ``.keras`` model at ``path``, converted once and kept in :func:`cache_dir`
-    under the file's SHA-256: a second call (any process) neither converts nor imports Keras.
-    A cache that cannot be written (a read-only home) only costs the conversion each time."""
+    """The ONNX graph of the ``.keras`` model at ``path``, neither converted nor importing Keras when
+    it was done before: the committed graph beside it (:func:`committed_graph`) when it matches the
+    file's SHA-256, else the one kept in :func:`cache_dir` under that SHA-256, else converted now and
+    kept there. A cache that cannot be written (a read-only home) only costs the conversion each time."""
     from fer.modelfile import check_archive, load_model
 
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"model file {path} does not exist")
     check_archive(path)
-    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    digest = file_digest(path)
+    graph = committed_graph(path, digest)
+    if graph is not None:
+        return graph
     cached = cache_dir() / "onnx" / f"{digest}-v{CONVERTER_VERSION}-opset{OPSET}.onnx"
     if cached.is_file():
         return cached.read_bytes()

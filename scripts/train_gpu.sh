@@ -11,6 +11,7 @@
 # Into OUT_DIR (default models/): gpu_*.keras, their model cards gpu_*.json and logs gpu_*.log; the
 # summary names the best candidate. Without a GPU it still runs, slowly, on the CPU (a dry run).
 set -uo pipefail
+case ${1:-} in -h|--help) sed -n '2,12p' "$0" | cut -c3-; exit 0;; esac
 data=${1:?usage: bash scripts/train_gpu.sh DATA [BUDGET_SECONDS] [OUT_DIR]}
 budget=${2:-400}
 out=${3:-models}

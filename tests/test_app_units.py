@@ -44,6 +44,13 @@ def test_settings_reject_bad_numbers():
         Settings.load({}, {"FER_MAX_ZIP_FILES": "0"})
 
 
+def test_engine_setting_defaults_to_onnx_and_refuses_others():
+    assert Settings.load({}, {}).engine == "onnx"
+    assert Settings.load({"FER_ENGINE": "Keras"}, {"FER_ENGINE": "onnx"}).engine == "keras"  # secrets first
+    with pytest.raises(ValueError, match="FER_ENGINE must be one of keras, onnx.*got 'tpu'"):
+        Settings.load({}, {"FER_ENGINE": "tpu"})
+
+
 def test_ice_servers_turn_from_env_and_secrets():
     env = {"FER_TURN_URLS": "turn:t.example:3478,turns:t.example:5349", "FER_TURN_USERNAME": "u",
            "FER_TURN_CREDENTIAL": "p"}

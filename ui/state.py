@@ -55,20 +55,34 @@ model of your own: it with flip TTA), the live webcam the live profile (one mode
 prior-corrected (see fer.profiles)."""
 
 
+ANALYSIS_ENGINE = "onnx"
+"""The default engine of the Analyze pages and the server-side live mode (setting ``FER_ENGINE``): ONNX Runtime,
+so that a server that only analyses never imports TensorFlow (the shipped models' graphs are committed in
+models/; another model is converted once and cached, see fer.onnx_runtime). A model ONNX cannot take runs
+on Keras instead."""
+
+
 @st.cache_resource(max_entries=6, show_spinner="Loading the model and the face detector…")
-def _cached_recognizer(key: str, profile: str):
+def _cached_recognizer(key: str, profile: str, engine: str = ANALYSIS_ENGINE):
     import fer
-    from fer.modelfile import DEFAULT_MODEL, load_model
+    from fer.modelfile import DEFAULT_MODEL
+    from fer.onnx_runtime import UnsupportedModel
 
     path = Path(key.rsplit("|", 1)[0])
-    if path == DEFAULT_MODEL.resolve():  # the shipped model stands for the shipped profiles
-        return fer.EmotionRecognizer(profile=profile)
-    return fer.EmotionRecognizer(load_model(path), profile=profile)
+    model = None if path == DEFAULT_MODEL.resolve() else path  # the shipped model stands for the shipped profiles
+    try:
+        return fer.EmotionRecognizer(model, profile=profile, engine=engine)
+    except UnsupportedModel:  # a layer ONNX has no counterpart for: the model as it is, on Keras
+        return fer.EmotionRecognizer(model, profile=profile, engine="keras")
 
 
-def _load_recognizer(key: str, profile: str = PHOTO_PROFILE):
-    """The cached recognizer of ``key`` under ``profile``."""
-    return _cached_recognizer(key, profile)
+def configured_engine() -> str:
+    """The configured analysis engine (``FER_ENGINE``; :data:`ANALYSIS_ENGINE` when the settings are malformed,
+    which the sidebar reports)."""
+    try:
+        return settings().engine
+    except ValueError:
+        return ANALYSIS_ENGINE
 
 
 def check_selection(selection: Selection) -> None:
@@ -79,10 +93,21 @@ def check_selection(selection: Selection) -> None:
         raise ValueError(f"model {selection.entry.path} cannot be used: {selection.entry.error}")
 
 
-def recognizer(selection: Selection, profile: str = PHOTO_PROFILE):
-    """The cached :class:`fer.EmotionRecognizer` for the selected model; ValueError with a clear message."""
+def _load_recognizer(key: str, profile: str = PHOTO_PROFILE, engine: str | None = None):
+    """The cached recognizer of ``key`` under ``profile`` on ``engine`` (None: the configured one)."""
+    return _cached_recognizer(key, profile, engine or configured_engine())
+
+
+def recognizer(selection: Selection, profile: str = PHOTO_PROFILE, engine: str | None = None):
+    """The cached :class:`fer.EmotionRecognizer` for the selected model; ValueError with a clear message.
+    ``engine="keras"`` where a page needs the Keras model itself (calibration); None: the configured one."""
     check_selection(selection)
-    return _load_recognizer(selection.key, profile)
+    return _load_recognizer(selection.key, profile, engine)
+
+
+def keras_model(selection: Selection):
+    """The selected model as a Keras model (what calibration fine-tunes): imports TensorFlow, once."""
+    return recognizer(selection, LIVE_PROFILE, engine="keras").model
 
 
 def model_selector(cfg: Settings) -> Selection:
@@ -145,12 +170,16 @@ def selection() -> Selection:
     return sel
 
 
-@st.cache_data(max_entries=12, ttl=3600, show_spinner=False)
 def analyze_photo(model_key: str, name: str, data: bytes, min_score: float):
     """Cached :func:`ui.analysis.analyze_image` (reruns such as a download click don't recompute)."""
+    return _analyze_photo(model_key, name, data, min_score, configured_engine())
+
+
+@st.cache_data(max_entries=12, ttl=3600, show_spinner=False)
+def _analyze_photo(model_key: str, name: str, data: bytes, min_score: float, engine_name: str):
     from ui.analysis import analyze_image
 
-    return analyze_image(_load_recognizer(model_key, PHOTO_PROFILE), name, data, min_score)
+    return analyze_image(_load_recognizer(model_key, PHOTO_PROFILE, engine_name), name, data, min_score)
 
 
 def server_session_available() -> bool:

@@ -36,6 +36,7 @@ class Settings:
     ice_servers: list[dict] = field(default_factory=list)
     training: bool = True  # FER_TRAINING=off removes training from the Train page
     admin_token: str | None = field(default=None, repr=False)  # FER_ADMIN_TOKEN: needed to train when set
+    engine: str = "onnx"  # FER_ENGINE: what runs the emotion models on the Analyze and Live pages (onnx or keras)
 
     @classmethod
     def load(cls, secrets: Mapping | None = None, env: Mapping | None = None) -> "Settings":
@@ -61,6 +62,7 @@ class Settings:
             ice_servers=ice_servers(secrets, env),
             training=_switch(get("FER_TRAINING", "on"), "FER_TRAINING"),
             admin_token=_token(get("FER_ADMIN_TOKEN")),
+            engine=_engine(get("FER_ENGINE", cls.engine)),
         )
 
     @property
@@ -124,6 +126,16 @@ def lookup(name: str, secrets: Mapping, env: Mapping, default=None):
             return secrets[key]
     value = env.get(name)
     return default if value in (None, "") else value
+
+
+def _engine(value) -> str:
+    from fer.inference import ENGINES
+
+    text = str(value).strip().lower()
+    if text not in ENGINES:
+        raise ValueError(f"FER_ENGINE must be one of {', '.join(ENGINES)} (onnx: ONNX Runtime, no TensorFlow on the "
+                         f"Analyze pages; keras: the Keras models), got {value!r}")
+    return text
 
 
 def _token(value) -> str | None:
