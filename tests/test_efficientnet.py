@@ -135,3 +135,14 @@ def test_effnet_size_benchmark_runs():
     assert proc.returncode == 0, proc.stderr[-2000:]
     rows = [line for line in proc.stdout.splitlines() if line.startswith("| vgg") or line.startswith("| effnet")]
     assert len(rows) == 2 and rows[0].split("|")[5].strip() == "1.00"
+
+
+def test_port_script_writes_its_parity_inputs(tmp_path):
+    """The step of scripts/port_efficientnet.py that runs without torch (the others need its own environment)."""
+    out = tmp_path / "inputs.npz"
+    proc = subprocess.run([sys.executable, "scripts/port_efficientnet.py", "inputs", str(out)], capture_output=True,
+                          text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with np.load(out) as z:
+        assert z["rgb224"].shape == (5, 224, 224, 3) and z["gray80"].shape == (2, 80, 80, 3)
+        assert -1.0 <= z["rgb224"].min() < 0 < z["rgb224"].max() <= 1.0
