@@ -13,6 +13,8 @@ import keras
 from keras import layers, ops
 
 from fer.camera_augment import CameraAugment  # registered for loading: saved models may hold one
+from fer.efficientnet import INPUT_SIZE as LITE0_SIZE
+from fer.efficientnet import lite0_body
 from fer.images import FACE_SIZE
 from fer.labels import NUM_CLASSES
 
@@ -206,6 +208,8 @@ ARCHITECTURES: dict[str, tuple[Callable, str]] = {
                         "1.2M parameters; about the cost of vgg, errs differently (an ensemble member)"),
     "vgg_wide": (_vgg(64),
                  "VGG-style 4x2 conv3x3-BN-ReLU (64-512 channels), global pooling, 4.7M parameters; for GPUs"),
+    "effnet_lite0": (lite0_body(), f"EfficientNet-Lite0 on the face upscaled to {LITE0_SIZE}x{LITE0_SIZE}, from its "
+                                   "ImageNet weights (fer.efficientnet), 3.4M parameters"),
 }
 DEFAULT_ARCH = "vgg"
 

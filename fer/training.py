@@ -85,6 +85,8 @@ class TrainConfig:
                                   "training prior is added to the logits inside the loss, so that the plain "
                                   "prediction is balanced across classes (default 0: off; 1 is the paper's)",
                                   metavar="TAU")
+    pretrained: bool = _option(True, "start from random weights instead of the architecture's ported ImageNet weights "
+                               "(effnet_lite0 has them; the other architectures always start from random weights)")
     distribute: bool = _option(False, "data-parallel over all devices (JAX: keras.distribution.DataParallel; "
                                "TensorFlow: MirroredStrategy); --batch-size is per device and --lr is scaled by the "
                                "device count")
@@ -495,8 +497,19 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
     compile_model(model, cfg, steps=steps, prior=prior)
     state = {"config": asdict(cfg), "epoch": 0, "steps": steps, "history": [], "best_score": -math.inf,
              "best_epoch": 0, "elapsed_s": 0.0, "precision": policy, "init_model": init_model, "seed": seed,
-             "base_stages": _base_stages(init_model)}
+             "base_stages": _base_stages(init_model),
+             "pretrained_weights": None if init_model else load_pretrained(model, cfg)}
     return model, state
+
+
+def load_pretrained(model, cfg: TrainConfig) -> dict | None:
+    """Load ``cfg.arch``'s ported ImageNet weights into a fresh ``model`` when ``cfg.pretrained`` and the
+    architecture has them (:data:`fer.efficientnet.PRETRAINED`); return their file, origin and licence, else None."""
+    from fer.efficientnet import PRETRAINED, load_imagenet_weights
+
+    if not cfg.pretrained or cfg.arch not in PRETRAINED:
+        return None
+    return {"file": PRETRAINED[cfg.arch].name, **load_imagenet_weights(model, PRETRAINED[cfg.arch])}
 
 
 def run_seed(cfg: TrainConfig, init_model: str | None) -> int:
@@ -704,6 +717,7 @@ def make_card(state: dict, cfg: TrainConfig, data: Dataset, val_name: str) -> Mo
     return ModelCard(
         architecture=cfg.arch,
         config={**asdict(cfg), "selection_split": val_name, "init_model": state.get("init_model"),
+                **({"pretrained_weights": state["pretrained_weights"]} if state.get("pretrained_weights") else {}),
                 **({"distribution": state["distribution"]} if state.get("distribution") else {})},
         data=data.describe(),
         epochs=state["epoch"],

@@ -74,7 +74,8 @@ def load(src: Path, dest: Path) -> None:
                      best_epoch=int(facts.get("best_epoch") or 0), wall_time_s=float(facts.get("elapsed_s") or 0),
                      history=facts.get("history") or [], command=facts.get("command") or "",
                      stages=facts.get("base_stages") or [], precision="float32 (stored as float16)",
-                     notes=f"rebuilt from the float16 stage file {src.name}")
+                     notes=f"rebuilt from the float16 stage file {src.name}"
+                     + (f"; {facts['origin']}; licence {facts['license']}" if facts.get("origin") else ""))
     save_model(model, dest, card)
     print(f"rebuilt {facts['architecture']} (epoch {facts['epoch']}) as {dest}")
 
