@@ -109,9 +109,10 @@ def main(argv: list[str] | None = None) -> int:
     for name in [p.strip() for p in args.profiles.split(",") if p.strip()]:
         rec = EmotionRecognizer(profile=name)
         results[f"ours, {name}"] = summarize({k: rec.classify(v) for k, v in sets.items()}, y, severity, args.seed)
+    extra = {}
     if args.variants:
         for name, classify in variants(EmotionRecognizer(profile="live")).items():
-            results[name] = summarize({k: classify(v) for k, v in sets.items()}, y, severity, args.seed)
+            extra[name] = summarize({k: classify(v) for k, v in sets.items()}, y, severity, args.seed)
     if not args.no_fer_package:
         from pipeline_speed import DEFAULT_VENV, fer_ready, install_fer
 
@@ -120,14 +121,16 @@ def main(argv: list[str] | None = None) -> int:
             install_fer(venv)
         results["fer package"] = summarize(package_probabilities(venv, sets), y, severity, args.seed)
     if args.json:
-        print(json.dumps(results))
+        print(json.dumps({**results, **extra}))
     else:
         print(f"{len(y)} public_test faces, severity {args.severity}, seed {args.seed}: accuracy")
-        print(format_table(results))
+        print(format_table({**results, **extra}))
     if args.write:
-        cmd = "python benchmarks/robustness.py --data path/to/fer2013 --write docs/baselines.json"
+        cmd = "python benchmarks/robustness.py --data path/to/fer2013 --write docs/baselines.json" + (
+            " --variants" if args.variants else "")
         write_baselines(args.write, {"measured": dt.date.today().isoformat(), "command": cmd, "split": "public_test",
-                                     "severity": args.severity, "seed": args.seed, "results": results})
+                                     "severity": args.severity, "seed": args.seed, "results": results,
+                                     **({"live_variants": extra} if extra else {})})
     return 0
 
 
