@@ -1,5 +1,6 @@
 """Camera conditions: the deterministic benchmark corruptions, the in-model augmentation, and the measurement."""
 
+import json
 import os
 import subprocess
 import sys
@@ -146,3 +147,18 @@ def test_robustness_scores_each_condition_on_the_same_crops(faces):
     assert "clean" in table and "dark" in table and "mean of the 2" in table
     with pytest.raises(ValueError, match="one probability row per label"):
         summarize({"clean": np.zeros((3, 7))}, y)
+
+
+def test_the_robustness_benchmark_runs_on_a_small_split(tmp_path):
+    from synth import write_kaggle_folders
+
+    root = Path(__file__).resolve().parents[1]
+    data = write_kaggle_folders(tmp_path / "data", {"train": make_split(1, 1), "public_test": make_split(2, 2)})
+    done = subprocess.run([sys.executable, "benchmarks/robustness.py", "--data", str(data), "--no-fer-package",
+                           "--profiles", "live", "--conditions", "noise,tilt", "--variants", "--json"],
+                          capture_output=True, text=True, cwd=root, timeout=600,
+                          env={**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "3"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    results = json.loads(done.stdout.strip().splitlines()[-1])
+    assert set(results) == {"ours, live", "live + flip TTA", "live, standardized crops"}
+    assert set(results["ours, live"]["conditions"]) == {"noise", "tilt"} and results["ours, live"]["n"] == 14
