@@ -2,7 +2,8 @@
 
 import streamlit as st
 
-from ui import state, widgets
+from fer import robustness
+from ui import charts, state, widgets
 
 st.title("Facial expression recognition")
 st.markdown(
@@ -15,7 +16,7 @@ with c1.container(border=True):
     st.caption("Upload photos or take a snapshot: annotated images, per-face probabilities, CSV/JSON.")
 with c2.container(border=True):
     st.page_link("app_pages/live.py", label="**Live webcam**", icon=":material/videocam:")
-    st.caption("Your own camera, streamed to the server and back with faces and emotions drawn on.")
+    st.caption("Your own camera with faces and emotions drawn on: the models run in your browser, or on the server.")
 with c3.container(border=True):
     st.page_link("app_pages/train.py", label="**Train**", icon=":material/model_training:")
     st.caption("Train from scratch or fine-tune in the browser, watch the curves, save and use the result.")
@@ -28,6 +29,14 @@ try:
     widgets.profiles_table(read_manifest())
 except ValueError as exc:
     st.warning(f"The shipped profiles cannot be read: {exc}")
+
+rob = robustness.measured()
+if rob is not None:
+    st.subheader("Under camera conditions")
+    st.caption(f"public_test crops degraded by blur, sensor noise, JPEG, darkness, low contrast, low resolution, "
+               f"tilt and a covered part of the face (severities 1-5, fer.corruptions), our profiles against the "
+               f"`fer` package's classifier on the same images. Measured {rob['measured']}: `{rob['command']}`")
+    st.plotly_chart(charts.robustness_bars(rob["results"]), key="home_robustness")
 
 sel = state.selection()
 st.header("Active model")

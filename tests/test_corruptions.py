@@ -162,3 +162,18 @@ def test_the_robustness_benchmark_runs_on_a_small_split(tmp_path):
     results = json.loads(done.stdout.strip().splitlines()[-1])
     assert set(results) == {"ours, live", "live + flip TTA", "live, standardized crops"}
     assert set(results["ours, live"]["conditions"]) == {"noise", "tilt"} and results["ours, live"]["n"] == 14
+
+
+def test_the_home_chart_shows_each_classifier_per_condition(tmp_path):
+    from fer.robustness import measured
+    from ui.charts import robustness_bars
+
+    rob = measured()
+    assert rob is not None and {"ours, live", "ours, photo", "fer package"} <= set(rob["results"])
+    fig = robustness_bars(rob["results"])
+    assert [bar.name for bar in fig.data] == list(rob["results"])
+    live = next(bar for bar in fig.data if bar.name == "ours, live")
+    assert list(live.x) == ["clean", *rob["results"]["ours, live"]["conditions"], "mean"]
+    assert live.y[-1] == rob["results"]["ours, live"]["mean"]
+    (tmp_path / "b.json").write_text("{not json")
+    assert measured(tmp_path / "b.json") is None and measured(tmp_path / "missing.json") is None

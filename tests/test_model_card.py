@@ -85,3 +85,16 @@ def test_the_baselines_measured_on_the_same_crops_are_rendered_beside_the_profil
     assert "| 43.2% | 34.6% |" in table.splitlines()[6]
     without = {k: v for k, v in baselines.items() if k != "fer_package_classifier"}
     assert "its classifier alone" not in "\n".join(script.render_profiles(script.manifest(), card, without))
+
+
+def test_the_robustness_table_is_rendered_from_the_baselines(script):
+    baselines = json.loads((REPO / "docs" / "baselines.json").read_text())
+    rob = baselines["robustness"]
+    live = rob["results"]["ours, live"]
+    table = "\n".join(script.render_robustness(baselines))
+    assert "## Under camera conditions" in table and rob["command"] in table
+    noise = next(line for line in table.splitlines() if line.startswith("| noise |"))
+    assert f"{100 * live['conditions']['noise']['accuracy']:.1f}%" in noise
+    summary = "\n".join(script.robustness_summary(baselines))
+    assert f"**{100 * live['mean']:.1f}%**" in summary and "fer package" in summary
+    assert script.render_robustness({}) == [] and script.robustness_summary({}) == []

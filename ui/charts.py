@@ -120,3 +120,18 @@ def face_timelines(tracks: Mapping[int, tuple[Sequence[float], Sequence[Mapping[
     fig.update_layout(title=title, height=130 + 200 * max(1, len(ids)), margin=_MARGIN, hovermode="x unified",
                       legend=dict(orientation="h", y=-0.5 / max(1, len(ids))))
     return fig
+
+
+def robustness_bars(results: Mapping[str, Mapping], title: str = "Accuracy under camera conditions") -> go.Figure:
+    """Grouped bars: clean and each camera condition (and their mean), one bar colour per classifier."""
+    first = next(iter(results.values()))
+    conditions = ["clean", *first["conditions"], "mean"]
+
+    def value(r: Mapping, c: str) -> float:
+        return r["clean"]["accuracy"] if c == "clean" else r["mean"] if c == "mean" else r["conditions"][c]["accuracy"]
+
+    fig = go.Figure([go.Bar(name=name, x=conditions, y=[value(r, c) for c in conditions],
+                            hovertemplate=name + ", %{x}: %{y:.1%}<extra></extra>") for name, r in results.items()])
+    fig.update_layout(title=title, barmode="group", height=330, margin=_MARGIN,
+                      yaxis=dict(range=[0, 1], tickformat=".0%"), legend=dict(orientation="h", y=-0.2))
+    return fig
