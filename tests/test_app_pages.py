@@ -70,8 +70,10 @@ def test_home_shows_the_model_card(env):
     specs = plotly_specs(at)
     heat = next(s for s in specs if s["data"][0]["type"] == "heatmap")
     assert heat["data"][0]["customdata"] == public["confusion"]  # the card's matrix, rows = true label
-    recall = next(s for s in specs if s["data"][0]["type"] == "bar")
+    recall = next(s for s in specs if s["data"][0]["type"] == "bar" and list(s["data"][0]["x"]) == list(EMOTIONS))
     assert recall["data"][0]["y"] == [public["per_class"][e]["recall"] for e in EMOTIONS]
+    robust = next(s for s in specs if s["data"][0].get("name") == "ours, live")  # under camera conditions
+    assert robust["data"][0]["x"][0] == "clean" and {d["name"] for d in robust["data"]} >= {"fer package"}
     assert any(len(s["data"]) >= 2 and s["data"][0].get("name") == "train" for s in specs)  # training curves
     profiles = at.dataframe[0].value
     shipped = read_manifest()["profiles"]
