@@ -143,7 +143,8 @@ def test_home_shows_the_model_card(page, server, shots):
     assert metric(page, "Architecture") == "vgg"
     assert metric(page, "Accuracy (public test)") == f"{card.metrics['public_test']['accuracy']:.1%}"
     page.locator(".js-plotly-plot .heatmaplayer").first.wait_for()  # the confusion matrix is drawn
-    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(3)  # recall, confusion, curves
+    expect(page.get_by_test_id("stPlotlyChart")).to_have_count(4)  # camera conditions, recall, confusion, curves
+    expect(page.get_by_role("heading", name="Under camera conditions")).to_be_visible()
     assert model_choice(page).startswith("shipped default (vgg")
     no_exception(page)
     shot(page, shots, "home.png")
