@@ -242,14 +242,13 @@ def robustness_summary(baselines: dict) -> list[str]:
     rob = (baselines or {}).get("robustness")
     if not rob:
         return []
-    out = ["", "Under camera conditions (blur, sensor noise, JPEG, darkness, low contrast, low resolution, tilt, a "
-           "covered face; the same degraded public_test crops for each):", "",
+    out = ["", "Under 8 camera conditions (blur, noise, JPEG, darkness, ...; the same degraded public_test crops):", "",
            "| classifier | clean | mean of the 8 conditions | worst condition |", "|---|---:|---:|---|"]
     for name, r in rob["results"].items():
         worst = r["worst"]
         out.append(f"| {name} | {pct(r['clean']['accuracy'])} | **{pct(r['mean'])}** | {worst} "
                    f"({pct(r['conditions'][worst]['accuracy'])}) |")
-    return out + ["", f"Measured by `{rob['command']}` ({rob['measured']}); per condition in "
+    return out + ["", f"`{rob['command']}` ({rob['measured']}); per condition: "
                   "[docs/model_card.md](docs/model_card.md#under-camera-conditions)."]
 
 
