@@ -42,7 +42,8 @@ class BrowserBundle:
 
 
 def _defaults(fn) -> dict[str, Any]:
-    return {k: p.default for k, p in inspect.signature(fn).parameters.items() if p.default is not inspect._empty}
+    params = inspect.signature(fn).parameters.items()
+    return {k: p.default for k, p in params if p.default is not inspect.Parameter.empty}
 
 
 def live_recipe(ensemble) -> dict[str, Any]:

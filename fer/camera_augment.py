@@ -116,11 +116,11 @@ class CameraAugment(layers.Layer):
         sigma = self._uniform(n, *RANGES["blur"]["sigma"])
         out = ops.zeros_like(x)
         pad = ops.pad(x, [[0, 0], [4, 4], [4, 4], [0, 0]], mode="symmetric")
+        t = (sigma - _BLUR_SIGMAS[0]) / (_BLUR_SIGMAS[1] - _BLUR_SIGMAS[0])  # position among the precomputed sigmas
         for k, s in enumerate(_BLUR_SIGMAS):  # interpolate between the two nearest precomputed blurs
             g = ops.convert_to_tensor(_gauss_1d(s))
             y = ops.depthwise_conv(pad, ops.reshape(g, (9, 1, 1, 1)), padding="valid")
             y = ops.depthwise_conv(y, ops.reshape(g, (1, 9, 1, 1)), padding="valid")
-            t = (sigma - _BLUR_SIGMAS[0]) / (_BLUR_SIGMAS[1] - _BLUR_SIGMAS[0])
             w = ops.maximum(0.0, 1.0 - ops.abs(t - float(k)))
             out = out + ops.reshape(w, (-1, 1, 1, 1)) * y
         return out

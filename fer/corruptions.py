@@ -12,7 +12,6 @@ All functions take and return 48x48 gray crops as ``uint8`` (N, 48, 48) or (N, 4
 from __future__ import annotations
 
 import zlib
-from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
@@ -184,21 +183,6 @@ def corrupt(faces: np.ndarray, condition: str, severity: int | str = "all", seed
     for i, img in enumerate(imgs):
         out[i] = corrupt_one(img, condition, float(sev[i]), np.random.default_rng([seed, key, i]))
     return out[..., None] if channel else out
-
-
-@dataclass(frozen=True)
-class CorruptedSet:
-    """One condition's copy of a split."""
-
-    condition: str
-    severity: int | str
-    faces: np.ndarray
-
-
-def corrupted_sets(faces: np.ndarray, conditions: tuple[str, ...] = CONDITIONS, severity: int | str = "all",
-                   seed: int = 0) -> list[CorruptedSet]:
-    """A corrupted copy of ``faces`` for each condition."""
-    return [CorruptedSet(c, severity, corrupt(faces, c, severity, seed)) for c in conditions]
 
 
 # ---------------------------------------------------------------- whole photos

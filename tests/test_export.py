@@ -79,7 +79,7 @@ def _erfc_layer():
     return Erfc
 
 
-def _odd_model():
+def odd_model():
     import keras
 
     inputs = keras.Input((48, 48, 1))
@@ -92,7 +92,7 @@ def test_onnx_converter_names_a_layer_it_cannot_convert():
     from fer.onnx_runtime import UnsupportedModel, keras_to_onnx
 
     with pytest.raises(UnsupportedModel, match="layer 'odd_erfc' uses Erfc.*tflite"):
-        keras_to_onnx(_odd_model())
+        keras_to_onnx(odd_model())
 
 
 def test_onnx_graph_names_its_input_and_output_and_keeps_the_batch_dynamic(shipped):
@@ -114,7 +114,7 @@ def test_batch_with_a_model_onnx_cannot_take_says_to_use_the_keras_engine(tmp_pa
     from fer.modelfile import ModelCard, save_model
 
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
-    path = save_model(_odd_model(), tmp_path / "odd.keras", ModelCard(architecture="odd"))
+    path = save_model(odd_model(), tmp_path / "odd.keras", ModelCard(architecture="odd"))
     with pytest.raises(ValueError, match="odd_erfc.*use --engine keras"):
         BatchOptions(model=str(path), profile="live").prepare()
     BatchOptions(model=str(path), profile="live", engine="keras").prepare()  # nothing to convert

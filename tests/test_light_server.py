@@ -51,11 +51,11 @@ def test_home_and_an_analysed_photo_import_no_tensorflow(tmp_path):
 def test_a_model_onnx_cannot_take_runs_on_keras_in_the_app(tmp_path, monkeypatch):
     """The app's fallback: a layer with no ONNX counterpart gives a Keras recognizer, not an error."""
     from fer.modelfile import ModelCard, save_model
-    from test_export import _odd_model
+    from test_export import odd_model
     from ui import state
 
     monkeypatch.setenv("FER_CACHE_DIR", str(tmp_path / "cache"))
-    path = save_model(_odd_model(), tmp_path / "odd.keras", ModelCard(architecture="odd"))
+    path = save_model(odd_model(), tmp_path / "odd.keras", ModelCard(architecture="odd"))
     key = f"{path.resolve()}|{path.stat().st_mtime_ns}"
     assert state._cached_recognizer(key, state.LIVE_PROFILE, "onnx").engine == "keras"
     assert state.configured_engine() == "onnx"
