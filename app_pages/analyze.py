@@ -6,7 +6,7 @@ from functools import partial
 import pandas as pd
 import streamlit as st
 
-from ui import analysis, state, widgets
+from ui import analysis, charts, state, widgets
 
 st.title("Analyze photos")
 widgets.privacy_note("photos")
@@ -95,6 +95,7 @@ st.header("Results")
 rows = analysis.table_rows(good)
 if rows:
     st.dataframe(pd.DataFrame(rows), hide_index=True, key="analyze_table")
+    st.plotly_chart(charts.faces_overview(rows), key="analyze_overview")
 else:
     st.info("No faces found in any photo, so the table is empty.")
 c1, c2, c3 = st.columns(3)

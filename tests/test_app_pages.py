@@ -3,6 +3,7 @@
 import csv
 import io
 import json
+import re
 import threading
 import zipfile
 from pathlib import Path
@@ -139,8 +140,14 @@ def test_analyze_a_face_photo(env):
     h, w = cv2.imread(str(photo)).shape[:2]
     x, y, bw, bh = (int(table[k][0]) for k in ("x", "y", "width", "height"))
     assert 0 <= x < x + bw <= w and 0 <= y < y + bh <= h
-    bars = [s for s in plotly_specs(at) if s["data"][0]["type"] == "bar"]
-    assert bars and bars[0]["data"][0]["y"] == list(EMOTIONS)
+    (probs_html,) = [m.value for m in at.markdown if m.value.startswith('<div class="fer-probs"')]
+    shown = re.findall(r"<span>(\w+)</span>.*?width:([\d.]+)%", probs_html)
+    assert [e for e, _ in shown] == list(EMOTIONS)  # the card's bars, in label order
+    assert [float(w) / 100 for _, w in shown] == pytest.approx(probs, abs=1e-3)
+    (overview,) = plotly_specs(at)  # one chart for all faces, one trace per emotion
+    assert [t["name"] for t in overview["data"]] == list(EMOTIONS)
+    assert overview["data"][0]["y"] == [f"{photo.name} · face 1"]
+    assert [t["x"][0] for t in overview["data"]] == pytest.approx(probs, abs=1e-6)
     labels = [b.label for b in at.get("download_button")]
     assert labels == ["Download the annotated image", "Results as CSV", "Results as JSON", "Annotated images (zip)"]
 

@@ -17,17 +17,15 @@ def _colors(labels: Sequence[str]) -> list[str]:
     return [EMOTION_COLORS.get(label, "#888888") for label in labels]
 
 
-def probability_bar(scores: Mapping[str, float], title: str = "", height: int = 230) -> go.Figure:
-    """Horizontal bars of the 7 probabilities, in label order (top to bottom)."""
-    labels = [e for e in EMOTIONS if e in scores]
-    values = [float(scores[e]) for e in labels]
-    fig = go.Figure(go.Bar(
-        x=values, y=labels, orientation="h", marker_color=_colors(labels),
-        text=[f"{v:.0%}" for v in values], textposition="outside", cliponaxis=False,
-        hovertemplate="%{y}: %{x:.1%}<extra></extra>"))
-    fig.update_layout(title=title or None, height=height, margin=dict(l=10, r=30, t=30 if title else 5, b=5),
-                      xaxis=dict(range=[0, 1.15], tickformat=".0%", showgrid=False, visible=False),
-                      yaxis=dict(autorange="reversed"), showlegend=False)
+def faces_overview(rows: Sequence[Mapping], title: str = "The faces' probabilities") -> go.Figure:
+    """One 100% bar per face (the rows of ``ui.analysis.table_rows``), split into the 7 probabilities."""
+    names = [f"{r['image']} · face {r['face']}" for r in rows]
+    fig = go.Figure([go.Bar(name=e, y=names, x=[float(r[f"p_{e}"]) for r in rows], orientation="h",
+                            marker_color=EMOTION_COLORS.get(e, "#888888"),
+                            hovertemplate=f"%{{y}}: {e} %{{x:.1%}}<extra></extra>") for e in EMOTIONS])
+    fig.update_layout(barmode="stack", title=title, height=130 + 28 * len(rows), margin=dict(l=10, r=10, t=80, b=10),
+                      xaxis=dict(range=[0, 1], tickformat=".0%"), yaxis=dict(autorange="reversed"),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="left", x=0, traceorder="normal"))
     return fig
 
 

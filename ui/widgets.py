@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import pandas as pd
 import streamlit as st
 
+from fer.draw import EMOTION_COLORS
 from fer.labels import EMOTIONS
 from ui import charts
 
@@ -166,4 +169,17 @@ def face_card(face: dict, crop, key: str) -> None:
         right.markdown(f"**{face['emotion']}** · {face['score']:.0%}  \n"
                        f"<small>box x={face['x']} y={face['y']} {face['width']}×{face['height']} · "
                        f"detector {face['detector_score']:.2f}</small>", unsafe_allow_html=True)
-        st.plotly_chart(charts.probability_bar(face["scores"]), key=key, config={"displayModeBar": False})
+        st.markdown(probability_rows(face["scores"]), unsafe_allow_html=True)
+
+
+def probability_rows(scores: Mapping[str, float]) -> str:
+    """The 7 probabilities as HTML bars in label order and the emotions' colours: drawn at once, with no
+    chart library to load (a page of face cards stays light; the Results chart is the plotly view)."""
+    rows = []
+    for e in (e for e in EMOTIONS if e in scores):
+        p = min(max(float(scores[e]), 0.0), 1.0)
+        rows.append(f'<span>{e}</span><span style="background:rgba(128,128,128,.15);border-radius:3px;height:.8em">'
+                    f'<span style="display:block;width:{p:.1%};height:100%;background:{EMOTION_COLORS.get(e, "#888")};'
+                    f'border-radius:3px"></span></span><span style="text-align:right">{p:.0%}</span>')
+    return ('<div class="fer-probs" style="display:grid;grid-template-columns:5.5em 1fr 3em;gap:2px 8px;'
+            f'align-items:center;font-size:.85em;margin-bottom:.5em">{"".join(rows)}</div>')
