@@ -53,7 +53,7 @@ def _add_train(sub) -> None:
     add_config_arguments(p)
     p.add_argument("--init-model", help="fine-tune: start from this model's weights (same architecture)")
     p.add_argument("--skip-unknown", action="store_true", help="ignore unknown class folders / labels")
-    p.set_defaults(handler=cmd_train)
+    p.set_defaults(handler=cmd_train, precheck=check_train)
 
 
 def _add_average(sub) -> None:
@@ -66,7 +66,7 @@ def _add_average(sub) -> None:
                    help="blend the average with the model the run fine-tuned (its --init-model), that one at weight "
                         "W in [0, 1) (WiSE-FT; default 0: off); with it, --from-epoch may be the last epoch")
     p.add_argument("--skip-unknown", action="store_true")
-    p.set_defaults(handler=cmd_average)
+    p.set_defaults(handler=cmd_average, precheck=check_average)
 
 
 def _add_evaluate(sub) -> None:
@@ -88,7 +88,7 @@ def _add_evaluate(sub) -> None:
     p.add_argument("--corruption-seed", type=int, default=0, help="with --corruptions: the corruptions' seed")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--skip-unknown", action="store_true")
-    p.set_defaults(handler=cmd_evaluate)
+    p.set_defaults(handler=cmd_evaluate, precheck=check_evaluate)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -130,6 +130,40 @@ class _Bar:
               f"({logs.get('seconds', 0):.0f}s)", flush=True)
 
 
+def _check_exists(path: str | None, what: str, hint: str) -> None:
+    if path is not None and not os.path.exists(os.path.expanduser(path)):
+        raise ValueError(f"{what} {path} does not exist; {hint}")
+
+
+def check_train(args) -> None:
+    """What ``train`` can refuse before the data loads: --data, --init-model and --out at once, then the options
+    (their check needs the architectures, so Keras)."""
+    _check_exists(args.data, "dataset path", "give a fer2013.csv file or a folder of class folders")
+    _check_exists(args.init_model, "--init-model", "give a .keras model to fine-tune")
+    if not str(args.out).endswith(".keras"):
+        raise ValueError(f"--out {args.out} must end in .keras")
+    quiet_keras_import()
+    config_from_args(args).validate()
+
+
+def check_average(args) -> None:
+    from fer.averaging import run_checkpoints
+
+    if not 0 <= args.base_weight < 1:
+        raise ValueError(f"--base-weight must be in [0, 1); got {args.base_weight}")
+    run_checkpoints(args.run, args.from_epoch, args.base_weight)
+    _check_exists(args.data, "dataset path", "give the run's fer2013.csv file or folder")
+
+
+def check_evaluate(args) -> None:
+    from fer.corruptions import parse_conditions
+
+    _check_exists(args.data, "dataset path", "give a fer2013.csv file or a folder of class folders")
+    _check_exists(args.model, "model file", "give a .keras model, or leave --model out for the shipped ones")
+    if args.corruptions:
+        parse_conditions(args.corruptions)
+
+
 def cmd_train(args) -> int:
     from fer.data import load_dataset
     from fer.training import train
@@ -150,12 +184,9 @@ def cmd_train(args) -> int:
 
 
 def cmd_average(args) -> int:
-    from fer.averaging import average_run, run_checkpoints
+    from fer.averaging import average_run
     from fer.data import load_dataset
 
-    if not 0 <= args.base_weight < 1:
-        raise ValueError(f"--base-weight must be in [0, 1); got {args.base_weight}")
-    run_checkpoints(args.run, args.from_epoch, args.base_weight)  # a bad run or epoch fails before the data loads
     data = load_dataset(args.data, skip_unknown=args.skip_unknown)
     command = "python -m fer " + " ".join(shlex.quote(a) for a in sys.argv[1:])
     path, card = average_run(data, args.run, args.out, first_epoch=args.from_epoch, command=command,
@@ -234,12 +265,14 @@ def quiet_keras_import() -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    quiet_keras_import()
     handler = args.handler
     with warnings.catch_warnings():
         warnings.simplefilter("default")
         warnings.formatwarning = lambda msg, cat, *a, **k: f"warning: {msg}\n"
         try:
+            if getattr(args, "precheck", None) is not None:
+                args.precheck(args)  # bad options fail in a fraction of a second, before Keras loads
+            quiet_keras_import()
             return handler(args)
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)

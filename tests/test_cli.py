@@ -63,6 +63,19 @@ def test_evaluate_under_camera_conditions(trained):
     assert bad.returncode == 2 and "unknown camera condition" in bad.stderr
 
 
+@pytest.mark.parametrize("args", [
+    ["evaluate", "--data", "/nonexistent/dir"],
+    ["evaluate", "--data", ".", "--corruptions", "fog"],
+    ["train", "--data", "/nonexistent/dir", "--out", "x.keras"],
+    ["average", "--run", "/nonexistent/x.keras", "--from-epoch", "2", "--data", ".", "--out", "y.keras"],
+])
+def test_a_bad_path_or_option_fails_before_keras_loads(args):
+    code = f"import sys; from fer.cli import main; rc = main({args!r}); print(rc, 'keras' in sys.modules)"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["2", "False"], proc.stderr[-2000:]
+    assert proc.stderr.startswith("error: ")
+
+
 @pytest.mark.parametrize("args, message", [
     (["evaluate", "--data", "/nonexistent/dir"], "does not exist"),
     (["evaluate", "--data", ".", "--model", "/nonexistent.keras"], "does not exist"),
