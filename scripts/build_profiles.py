@@ -114,6 +114,18 @@ def choose_weights(probs: list[np.ndarray], y: np.ndarray, prior) -> tuple[list[
     return max(ok, key=lambda row: (row["balanced_accuracy"], row["accuracy"]))["weights"], table
 
 
+def member_report(names: list[str], probs: list[np.ndarray], y: np.ndarray) -> dict:
+    """Each member alone (uncorrected, with the profile's TTA) and each pair: how often their labels differ
+    and how often both are wrong. Members that err apart are what an ensemble gains from."""
+    labels = [p.argmax(1) for p in probs]
+    alone = {n: round(float((lab == y).mean()), 4) for n, lab in zip(names, labels)}
+    pairs = [{"members": [names[i], names[j]],
+              "disagree": round(float((labels[i] != labels[j]).mean()), 4),
+              "both_wrong": round(float(((labels[i] != y) & (labels[j] != y)).mean()), 4)}
+             for i, j in itertools.combinations(range(len(names)), 2)]
+    return {"accuracy_alone": alone, "pairs": pairs}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="FER2013 with its public_test split")
@@ -145,6 +157,10 @@ def main(argv: list[str] | None = None) -> int:
             probs = [replace(ensemble, models=[m], cards=[c], weights=None).probabilities(split.x, corrected=False)
                      for m, c in zip(ensemble.models, ensemble.cards)]
             weights, extra["weight_table"] = choose_weights(probs, split.y, ensemble.prior)
+            extra["members_report"] = member_report(members, probs, split.y)
+            for pair in extra["members_report"]["pairs"]:
+                print(f"  {' vs '.join(pair['members'])}: disagree {pair['disagree']:.1%}, "
+                      f"both wrong {pair['both_wrong']:.1%}", flush=True)
             ensemble = replace(ensemble, weights=weights)
         elif name == "photo" and args.photo_weights != ["equal"]:
             ensemble = replace(ensemble, weights=[float(w) for w in args.photo_weights])

@@ -131,3 +131,15 @@ def test_auto_weights_cover_the_simplex_and_favour_the_informative_member():
     assert len(table) == 36 and weights[1] == max(weights) and weights[1] >= 0.6
     with pytest.raises(ValueError, match="two or more"):
         script.choose_weights([good], y, FER_PRIOR)
+
+
+def test_members_report_counts_disagreements_and_shared_errors():
+    from test_pins import load_script
+
+    script = load_script("build_profiles")
+    y = np.array([0, 1, 2, 3])
+    onehot = np.eye(7)
+    a, b = onehot[[0, 1, 2, 4]], onehot[[0, 5, 2, 4]]  # a: 3 right; b: 2 right; they differ on face 2
+    report = script.member_report(["a.keras", "b.keras"], [a, b], y)
+    assert report["accuracy_alone"] == {"a.keras": 0.75, "b.keras": 0.5}
+    assert report["pairs"] == [{"members": ["a.keras", "b.keras"], "disagree": 0.25, "both_wrong": 0.25}]
