@@ -93,9 +93,54 @@ def backbone(x, drop_connect: float = DROP_CONNECT):
     return _conv_bn(x, HEAD_CHANNELS, 1, 1, "top")
 
 
+def interpolation_matrix(src: int, dst: int) -> np.ndarray:
+    """(dst, src) weights of a 1-D linear resize with half-pixel centres, edges clamped: what TensorFlow's
+    ``tf.image.resize(method="bilinear", antialias=False)`` does along one axis."""
+    pos = np.clip((np.arange(dst) + 0.5) * src / dst - 0.5, 0, src - 1)
+    low = np.floor(pos).astype(int)
+    high = np.minimum(low + 1, src - 1)
+    frac = pos - low
+    m = np.zeros((dst, src), np.float32)
+    np.add.at(m, (np.arange(dst), low), 1 - frac)
+    np.add.at(m, (np.arange(dst), high), frac)
+    return m
+
+
+@keras.saving.register_keras_serializable(package="fer")
+class BilinearResize(layers.Layer):
+    """Bilinear resize of an NHWC batch to ``size`` x ``size`` as two matrix products (half-pixel centres, as
+    ``tf.image.resize``). Unlike ``keras.layers.Resizing`` it exports to ONNX as plain MatMuls: tf2onnx turns
+    TensorFlow's resize ops into a graph that ONNX Runtime refuses or gets wrong (docs/experiments.md)."""
+
+    def __init__(self, size: int, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.size = int(size)
+
+    def build(self, input_shape) -> None:
+        h, w = input_shape[1], input_shape[2]
+        if h is None or w is None:
+            raise ValueError("BilinearResize needs a fixed input height and width")
+        self.rows = interpolation_matrix(int(h), self.size)
+        self.cols_t = interpolation_matrix(int(w), self.size).T.copy()
+
+    def call(self, x):
+        ops = keras.ops
+        rows = ops.convert_to_tensor(self.rows, dtype=x.dtype)
+        cols_t = ops.convert_to_tensor(self.cols_t, dtype=x.dtype)
+        x = ops.transpose(x, (0, 3, 1, 2))  # (n, c, h, w): resize the last two axes
+        x = ops.matmul(ops.matmul(rows, x), cols_t)
+        return ops.transpose(x, (0, 2, 3, 1))
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.size, self.size, input_shape[3])
+
+    def get_config(self) -> dict:
+        return {**super().get_config(), "size": self.size}
+
+
 def normalize_gray(x, size: int = INPUT_SIZE):
     """A [0, 1] gray face batch (n, h, w, 1) -> (n, size, size, 3), normalized as the Lite models expect."""
-    x = layers.Resizing(size, size, interpolation="bilinear", name="resize")(x)
+    x = BilinearResize(size, name="resize")(x)
     x = layers.Rescaling(255.0 / STD, offset=-MEAN / STD, name="lite_normalize")(x)
     return layers.Concatenate(axis=-1, name="gray_to_rgb")([x, x, x])
 

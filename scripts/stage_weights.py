@@ -5,6 +5,8 @@
     # next session: rebuild the model from it, then train the next stage from those weights
     python scripts/stage_weights.py load stages/resnet_s1.npz /tmp/resnet_s1.keras
     python -m fer train --data path/to/fer2013 --arch resnet --init-model /tmp/resnet_s1.keras ...
+    # a model saved before a layer without weights changed: the same weights and card in today's layers
+    python scripts/stage_weights.py rebuild old.keras new.keras
 
 ``save`` takes a ``.keras`` model with its card, or the ``--out`` path of a run that has not written
 it yet (then it reads ``last.keras`` and ``state.json`` of the run folder). The file keeps the
@@ -55,17 +57,23 @@ def save(src: Path, dest: Path) -> None:
           f"({dest.stat().st_size / 1e6:.1f} MB)")
 
 
-def load(src: Path, dest: Path) -> None:
+def build_from_config(architecture: str, config: dict):
+    """A fresh ``architecture`` model with the augmentation layers a run's ``config`` recorded."""
     from fer.model import build_model
+
+    return build_model(architecture, augment=bool(config.get("augment", True)),
+                       augment_strength=float(config.get("augment_strength", 1.0)),
+                       camera=float(config.get("camera", 0.0)),
+                       camera_conditions=str(config.get("camera_conditions", "all")))
+
+
+def load(src: Path, dest: Path) -> None:
     from fer.modelfile import ModelCard, save_model
 
     with np.load(src) as z:
         facts = json.loads(bytes(z["meta"]).decode())
         weights = [z[k].astype(np.float32) for k in sorted(k for k in z.files if k.startswith("w"))]
-    model = build_model(facts["architecture"], augment=bool(facts["config"].get("augment", True)),
-                        augment_strength=float(facts["config"].get("augment_strength", 1.0)),
-                        camera=float(facts["config"].get("camera", 0.0)),
-                        camera_conditions=str(facts["config"].get("camera_conditions", "all")))
+    model = build_from_config(facts["architecture"], facts["config"])
     if len(weights) != len(model.get_weights()):
         raise ValueError(f"{src} holds {len(weights)} arrays; a {facts['architecture']} model has "
                          f"{len(model.get_weights())}")
@@ -80,13 +88,37 @@ def load(src: Path, dest: Path) -> None:
     print(f"rebuilt {facts['architecture']} (epoch {facts['epoch']}) as {dest}")
 
 
+def rebuild(src: Path, dest: Path) -> None:
+    """``src`` (a model with its card) rebuilt from today's code, its float32 weights and card kept: for a
+    model saved before a layer without weights changed (the layers that hold weights must be the same)."""
+    import keras
+
+    from fer.modelfile import load_model, save_model
+
+    old, card = load_model(src)
+    model = build_from_config(card.architecture, card.config)
+    if [w.shape for w in model.weights] != [w.shape for w in old.weights]:
+        raise ValueError(f"{src}'s weights do not fit a {card.architecture} model built by this code")
+    model.set_weights(old.get_weights())
+    faces = np.random.default_rng(0).uniform(0, 255, (32, 48, 48, 1)).astype(np.float32)
+    diff = float(np.abs(keras.ops.convert_to_numpy(model(faces, training=False))
+                        - keras.ops.convert_to_numpy(old(faces, training=False))).max())
+    if diff > 1e-4:
+        raise ValueError(f"the rebuilt model's probabilities differ from {src}'s by {diff:.2g}; not saved")
+    card.notes = (card.notes + "; " if card.notes else "") + f"rebuilt from {src.name} by scripts/stage_weights.py"
+    save_model(model, dest, card)
+    print(f"rebuilt {card.architecture} as {dest}: largest probability difference {diff:.1g} on 32 faces")
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("action", choices=("save", "load"))
+    ap.add_argument("action", choices=("save", "load", "rebuild"),
+                    help="save: a run -> a float16 stage file; load: a stage file -> a model; rebuild: a model -> "
+                         "the same weights and card in today's layers (float32)")
     ap.add_argument("src", type=Path)
     ap.add_argument("dest", type=Path)
     args = ap.parse_args(argv)
-    (save if args.action == "save" else load)(args.src, args.dest)
+    {"save": save, "load": load, "rebuild": rebuild}[args.action](args.src, args.dest)
     return 0
 
 

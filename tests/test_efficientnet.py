@@ -14,7 +14,9 @@ from fer.efficientnet import (
     IMAGENET_WEIGHTS,
     INPUT_SIZE,
     PRETRAINED,
+    BilinearResize,
     feature_extractor,
+    interpolation_matrix,
     is_backbone_weight,
     keras_name,
     load_imagenet_weights,
@@ -146,3 +148,29 @@ def test_port_script_writes_its_parity_inputs(tmp_path):
     with np.load(out) as z:
         assert z["rgb224"].shape == (5, 224, 224, 3) and z["gray80"].shape == (2, 80, 80, 3)
         assert -1.0 <= z["rgb224"].min() < 0 < z["rgb224"].max() <= 1.0
+
+
+def test_the_inner_resize_is_tensorflows_bilinear_and_converts_to_onnx():
+    """``BilinearResize`` gives ``tf.image.resize``'s bilinear upscale (what ``keras.layers.Resizing`` did), and the
+    whole ImageNet-initialised model converts to ONNX with the Keras features and probabilities (tf2onnx's
+    conversion of Resizing could not run, or gave probabilities 0.6 away)."""
+    import keras
+
+    from fer.onnx_runtime import OnnxClassifier, keras_to_onnx
+
+    faces = np.random.default_rng(3).uniform(0, 1, (6, 48, 48, 1)).astype(np.float32)
+    inputs = keras.Input((48, 48, 1))
+    ours = keras.Model(inputs, BilinearResize(INPUT_SIZE)(inputs))
+    theirs = keras.Model(inputs, keras.layers.Resizing(INPUT_SIZE, INPUT_SIZE, interpolation="bilinear")(inputs))
+    assert np.abs(keras.ops.convert_to_numpy(ours(faces)) - keras.ops.convert_to_numpy(theirs(faces))).max() < 1e-5
+    assert interpolation_matrix(48, INPUT_SIZE).sum(axis=1) == pytest.approx(np.ones(INPUT_SIZE))
+
+    model = build_model("effnet_lite0", augment=True)
+    load_imagenet_weights(model)
+    features = keras.Model(model.input, model.get_layer("gap").output)
+    x = faces * 255
+    want = keras.ops.convert_to_numpy(features(x, training=False))
+    got = OnnxClassifier(keras_to_onnx(features))(x)
+    assert np.abs(got - want).max() <= 1e-3 * np.abs(want).max()
+    probs = OnnxClassifier(keras_to_onnx(model))(x)
+    assert np.abs(probs - keras.ops.convert_to_numpy(model(x, training=False))).max() < 1e-5

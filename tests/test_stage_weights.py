@@ -28,3 +28,13 @@ def test_float16_stage_file_rebuilds_the_model_and_its_lineage(model_path, tmp_p
     assert 0 < diff < 2e-3  # float16 storage: close, not bit-identical
     assert card_b.architecture == card_a.architecture and card_b.epochs == card_a.epochs
     assert card_b.history == card_a.history and stage.stat().st_size < 0.7 * model_path.stat().st_size
+
+
+def test_rebuild_keeps_the_float32_weights_and_the_card(model_path, tmp_path):
+    rebuilt = tmp_path / "rebuilt.keras"
+    assert "largest probability difference" in run("rebuild", model_path, rebuilt)
+    (a, card_a), (b, card_b) = load_model(model_path), load_model(rebuilt)
+    x = np.random.default_rng(1).integers(0, 255, (16, 48, 48, 1)).astype("float32")
+    assert np.abs(np.asarray(a(x, training=False)) - np.asarray(b(x, training=False))).max() < 1e-6
+    assert card_b.history == card_a.history and card_b.metrics == card_a.metrics
+    assert "rebuilt from" in card_b.notes
