@@ -498,7 +498,7 @@ def _start_or_resume(cfg: TrainConfig, out: Path, resume: bool, policy: str, ste
     state = {"config": asdict(cfg), "epoch": 0, "steps": steps, "history": [], "best_score": -math.inf,
              "best_epoch": 0, "elapsed_s": 0.0, "precision": policy, "init_model": init_model, "seed": seed,
              "base_stages": _base_stages(init_model),
-             "pretrained_weights": None if init_model else load_pretrained(model, cfg)}
+             "pretrained_weights": _inherited_pretrained(init_model) if init_model else load_pretrained(model, cfg)}
     return model, state
 
 
@@ -737,6 +737,16 @@ def _run_base_stages(state: dict) -> list[dict]:
     if "base_stages" in state:
         return state["base_stages"]
     return _base_stages(state.get("init_model"))
+
+
+def _inherited_pretrained(init_model: str) -> dict | None:
+    """The pretrained weights (file, origin, licence) that the fine-tuned model's own first stage started from."""
+    from fer.modelfile import read_card
+
+    try:
+        return read_card(init_model).config.get("pretrained_weights")
+    except ValueError:
+        return None
 
 
 def _base_stages(init_model: str | None) -> list[dict]:

@@ -111,12 +111,18 @@ def test_lineage_is_fixed_when_the_run_starts(tmp_path):
 def test_fine_tuning_keeps_the_starting_weights_and_records_the_lineage(tmp_path):
     from fer.modelfile import full_history, read_card
 
+    from fer.modelfile import card_path
+
     data, base = tiny_data(), tmp_path / "base.keras"
     train(data, TrainConfig(**CFG, epochs=2), base)
     base_model, base_card = load_model(base)
+    started = {"file": "x.npz", "origin": "ImageNet weights of X", "license": "Apache-2.0"}
+    base_card.config["pretrained_weights"] = started  # as a stage 1 that started from ImageNet weights
+    card_path(base).write_text(base_card.to_json())
     out = tmp_path / "tuned.keras"
     tuned = train(data, TrainConfig(**{**CFG, "lr": 1e-7}, epochs=1), out, init_model=base)
     assert tuned.card.config["init_model"] == str(base)
+    assert tuned.card.config["pretrained_weights"] == started  # the origin and licence follow the stages
     assert [s["epochs"] for s in tuned.card.stages] == [2] and tuned.card.stages[0]["history"] == base_card.history
     rows = full_history(read_card(out))
     assert [(r["epoch"], r["stage"]) for r in rows] == [(1, 1), (2, 1), (3, 2)]
