@@ -109,9 +109,7 @@ def test_lineage_is_fixed_when_the_run_starts(tmp_path):
 
 
 def test_fine_tuning_keeps_the_starting_weights_and_records_the_lineage(tmp_path):
-    from fer.modelfile import full_history, read_card
-
-    from fer.modelfile import card_path
+    from fer.modelfile import card_path, full_history, read_card
 
     data, base = tiny_data(), tmp_path / "base.keras"
     train(data, TrainConfig(**CFG, epochs=2), base)
