@@ -26,6 +26,7 @@ TINY_RUNS = {
     "scripts/plot_confusion.py": (["models/fer_default.keras", "{tmp}/confusion.png"], "wrote"),
     "scripts/plot_history.py": (["models/fer_default.keras", "{tmp}/history.png"], "wrote"),
     "benchmarks/fer_framing.py": (["--no-measure", "--picture", "{tmp}/framing.png"], "framing.png"),
+    "benchmarks/member_speed.py": (["models/fer_default.keras", "--repeats", "2"], "| fer_default.keras | "),
 }
 """The scripts whose real work takes a few seconds on 2 cores, with arguments that keep it that small."""
 
