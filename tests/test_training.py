@@ -93,12 +93,11 @@ def test_metrics_and_tta_views():
 
 
 @pytest.mark.slow
-def test_lineage_is_fixed_when_the_run_starts(tmp_path):
+def test_lineage_is_fixed_when_the_run_starts(tmp_path, tiny_run, copy_run):
     """Shipping a run's result over its --init-model (then resuming it) must not rewrite its stages."""
     import shutil
 
-    data, base = tiny_data(), tmp_path / "base.keras"
-    train(data, TrainConfig(**CFG, epochs=2), base)
+    data, base = tiny_data(), copy_run(tiny_run, tmp_path / "base.keras")  # a finished 2-epoch run
     out = tmp_path / "tuned.keras"
     train(data, TrainConfig(**CFG, epochs=1), out, init_model=base)
     for suffix in (".keras", ".json"):
@@ -108,11 +107,10 @@ def test_lineage_is_fixed_when_the_run_starts(tmp_path):
     assert [s["epochs"] for s in resumed.card.stages] == [2]
 
 
-def test_fine_tuning_keeps_the_starting_weights_and_records_the_lineage(tmp_path):
+def test_fine_tuning_keeps_the_starting_weights_and_records_the_lineage(tmp_path, tiny_run, copy_run):
     from fer.modelfile import card_path, full_history, read_card
 
-    data, base = tiny_data(), tmp_path / "base.keras"
-    train(data, TrainConfig(**CFG, epochs=2), base)
+    data, base = tiny_data(), copy_run(tiny_run, tmp_path / "base.keras")  # a finished 2-epoch run, seed 0
     base_model, base_card = load_model(base)
     started = {"file": "x.npz", "origin": "ImageNet weights of X", "license": "Apache-2.0"}
     base_card.config["pretrained_weights"] = started  # as a stage 1 that started from ImageNet weights
@@ -177,12 +175,12 @@ def test_patience_stops_after_epochs_without_gain_and_resume_respects_it(tmp_pat
         TrainConfig(**CFG, patience=-1).validate()
 
 
-def test_distillation_learns_the_teachers_cached_soft_targets(tmp_path):
+def test_distillation_learns_the_teachers_cached_soft_targets(tmp_path, tiny_run, model_path, copy_run):
     from fer.profiles import load_profile
     from fer.training import distill_targets, teacher_probabilities
 
     data = tiny_data()
-    teacher = train(data, TrainConfig(**CFG, epochs=1, augment=False), tmp_path / "teacher.keras").model_path
+    teacher = copy_run(tiny_run, tmp_path / "teacher.keras")  # a trained model; the test overwrites it below
     cfg = TrainConfig(**CFG, epochs=1, augment=False, teacher=str(teacher), distill_weight=0.6)
     split, cache = data.split("train"), tmp_path / "cache" / "soft.npy"
     soft = teacher_probabilities(cfg.teacher, split, cache)
@@ -190,7 +188,7 @@ def test_distillation_learns_the_teachers_cached_soft_targets(tmp_path):
     np.testing.assert_allclose(soft, expected, atol=1e-5)
     np.save(cache, np.full_like(soft, 1 / 7))  # a cache for the same teacher and faces is reused ...
     assert np.allclose(teacher_probabilities(cfg.teacher, split, cache), 1 / 7)
-    retrained = train(data, TrainConfig(**CFG, epochs=1, augment=False, seed=7), tmp_path / "t2.keras").model_path
+    retrained = model_path  # conftest's model: another trained VGG, other weights
     for suffix in (".keras", ".json"):  # the same teacher path, other weights: recomputed
         teacher.with_suffix(suffix).write_bytes(retrained.with_suffix(suffix).read_bytes())
     assert not np.allclose(teacher_probabilities(cfg.teacher, split, cache), 1 / 7)
