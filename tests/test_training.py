@@ -21,22 +21,24 @@ CFG = dict(arch="vgg", batch_size=16, lr=3e-3, warmup_epochs=0.5, precision="flo
 
 
 @pytest.mark.slow
-def test_train_save_load_evaluate_and_resume(tmp_path):
-    data, out = tiny_data(), tmp_path / "m.keras"
-    first = train(data, TrainConfig(**CFG, epochs=1), out)
-    assert not first.cancelled and first.card.epochs == 1 and out.is_file()
-    state = read_state(out)
-    assert state["epoch"] == 1 and len(state["history"]) == 1
-    second = train(data, TrainConfig(**CFG, epochs=2), out, resume=True)
+def test_train_save_load_evaluate_and_resume(tmp_path, tiny_run, copy_run):
+    from fer.modelfile import read_card
+
+    data, out = tiny_data(), copy_run(tiny_run, tmp_path / "m.keras")  # train(data, CFG with epochs=2, out)
+    first = read_card(out)
+    assert first.epochs == 2 and out.is_file()
     state = read_state(out)
     assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
-    assert second.card.epochs == 2 and len(second.card.history) == 2
+    second = train(data, TrainConfig(**CFG, epochs=3), out, resume=True)
+    state = read_state(out)
+    assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert not second.cancelled and second.card.epochs == 3 and len(second.card.history) == 3
     import keras
 
     last = keras.saving.load_model(run_dir(out) / "last.keras", compile=True)
-    assert int(last.optimizer.iterations.numpy()) == 2 * state["steps"]  # schedule position kept
+    assert int(last.optimizer.iterations.numpy()) == 3 * state["steps"]  # schedule position kept
     model, card = load_model(out)
-    assert card.config["selection_split"] == "public_test" and card.best_epoch in (1, 2)
+    assert card.config["selection_split"] == "public_test" and card.best_epoch in (1, 2, 3)
     again = evaluate(model, data.split("public_test"))
     assert again["accuracy"] == card.metrics["public_test"]["accuracy"]
     assert "public_test_tta_flip" in card.metrics and getattr(model, "optimizer", None) is None
