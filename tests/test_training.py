@@ -145,13 +145,17 @@ def _first_augmentation(path):
     return keras.ops.convert_to_numpy(layer(x, training=True))
 
 
-def test_time_budget_picks_the_epochs_that_fit(tmp_path):
+def test_time_budget_picks_the_epochs_that_fit(tmp_path, monkeypatch):
     import time
 
+    import fer.training
     from fer.training import _budgeted
 
     short = train(tiny_data(), TrainConfig(**CFG, epochs=5, time_budget_s=0.01), tmp_path / "short.keras")
     assert short.card.epochs == 1 and short.card.config["epochs"] == 1  # too little time: one epoch
+    # the real measurement ran above; a second probe (a model compiled and saved) would only say again that
+    # a tiny epoch takes seconds
+    monkeypatch.setattr(fer.training, "measure_epoch_seconds", lambda *a, **k: {"epoch_s": 5.0, "compile_s": 20.0})
     roomy = _budgeted(TrainConfig(**CFG, epochs=7, time_budget_s=3600), tmp_path / "r.keras", False, "float32",
                       70, 21, time.monotonic())
     assert roomy.epochs == 7 and roomy.time_budget_s == 3600  # capped by --epochs
