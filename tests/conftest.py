@@ -29,6 +29,38 @@ def model_path(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory):
+    """A finished 2-epoch VGG run on ``test_training.tiny_data()`` with ``test_training.CFG`` (augmentation on,
+    no kept checkpoints): the model, its card and its run folder.
+
+    Trained once per session for the tests that only need *a* finished run to start from, average or refuse
+    (lineage, fine-tuning, distillation, averaging); a test that changes it works on a ``copy_run`` copy.
+    """
+    from fer.training import TrainConfig, train
+    from test_training import CFG, tiny_data
+
+    out = tmp_path_factory.mktemp("tiny_run") / "base.keras"
+    return train(tiny_data(), TrainConfig(**CFG, epochs=2), out).model_path
+
+
+@pytest.fixture()
+def copy_run():
+    """``copy_run(src, dst)``: copy a trained model ``x.keras``, its card ``x.json`` and its run folder ``x.run/``."""
+    import shutil
+
+    from fer.training import run_dir
+
+    def copy(src, dst):
+        for suffix in (".keras", ".json"):
+            shutil.copy(src.with_suffix(suffix), dst.with_suffix(suffix))
+        if run_dir(src).is_dir():
+            shutil.copytree(run_dir(src), run_dir(dst))
+        return dst
+
+    return copy
+
+
+@pytest.fixture(scope="session")
 def recognizer(model_path):
     from fer.inference import EmotionRecognizer
 

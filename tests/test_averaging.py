@@ -14,9 +14,16 @@ def _kernels(path):
     return {w.path: w.numpy() for w in model.weights if w.path.endswith("kernel")}
 
 
-def test_swa_averages_the_kept_epochs_and_records_it(tmp_path):
-    data, out = tiny_data(), tmp_path / "m.keras"
-    train(data, TrainConfig(**CFG, epochs=3, keep_checkpoints=True), out, command="python -m fer train x")
+@pytest.fixture(scope="module")
+def kept_run(tmp_path_factory):
+    """A 3-epoch run that kept every epoch's checkpoint; the tests below only read it."""
+    out = tmp_path_factory.mktemp("kept") / "m.keras"
+    train(tiny_data(), TrainConfig(**CFG, epochs=3, keep_checkpoints=True), out, command="python -m fer train x")
+    return out
+
+
+def test_swa_averages_the_kept_epochs_and_records_it(tmp_path, kept_run):
+    data, out = tiny_data(), kept_run
     kept = [epoch_checkpoint(run_dir(out), e) for e in (1, 2, 3)]
     assert all(p.is_file() for p in kept)
     path, card = average_run(data, out, tmp_path / "swa.keras", first_epoch=2, command="python -m fer average y")
@@ -32,9 +39,8 @@ def test_swa_averages_the_kept_epochs_and_records_it(tmp_path):
     assert 0 <= loaded.metrics["public_test"]["accuracy"] <= 1 and "public_test_tta_flip" in loaded.metrics
 
 
-def test_a_fine_tuned_run_blends_with_its_starting_model(tmp_path):
-    data, start, tuned = tiny_data(), tmp_path / "start.keras", tmp_path / "tuned.keras"
-    train(data, TrainConfig(**CFG, epochs=1), start)
+def test_a_fine_tuned_run_blends_with_its_starting_model(tmp_path, tiny_run):
+    data, start, tuned = tiny_data(), tiny_run, tmp_path / "tuned.keras"  # start: a finished run, only read
     train(data, TrainConfig(**CFG, epochs=1, keep_checkpoints=True), tuned, init_model=str(start))
     path, card = average_run(data, tuned, tmp_path / "wise.keras", first_epoch=1, base_weight=0.25)
     base, last = _kernels(start), _kernels(epoch_checkpoint(run_dir(tuned), 1))
@@ -46,10 +52,9 @@ def test_a_fine_tuned_run_blends_with_its_starting_model(tmp_path):
         average_run(data, tuned, tmp_path / "x.keras", first_epoch=1, base_weight=1.0)
 
 
-def test_swa_is_reproducible(tmp_path):
+def test_swa_is_reproducible(tmp_path, kept_run):
     """BatchNorm statistics come from forward passes with dropout on: the same command gives the same model."""
-    data, out = tiny_data(), tmp_path / "m.keras"
-    train(data, TrainConfig(**CFG, epochs=2, keep_checkpoints=True), out)
+    data, out = tiny_data(), kept_run
     first, _ = average_run(data, out, tmp_path / "a.keras", first_epoch=1)
     second, _ = average_run(data, out, tmp_path / "b.keras", first_epoch=1)
     a, b = load_model(first)[0], load_model(second)[0]
@@ -59,11 +64,11 @@ def test_swa_is_reproducible(tmp_path):
         np.testing.assert_array_equal(x, y, err_msg=path)
 
 
-def test_swa_refuses_runs_without_checkpoints_and_bad_epochs(tmp_path):
-    data, out = tiny_data(), tmp_path / "plain.keras"
+def test_swa_refuses_runs_without_checkpoints_and_bad_epochs(tmp_path, tiny_run):
+    data = tiny_data()
     with pytest.raises(ValueError, match="no training run found"):
-        average_run(data, out, tmp_path / "a.keras", first_epoch=1)
-    train(data, TrainConfig(**CFG, epochs=2), out)
+        average_run(data, tmp_path / "plain.keras", tmp_path / "a.keras", first_epoch=1)
+    out = tiny_run  # a finished 2-epoch run without kept checkpoints
     with pytest.raises(ValueError, match="--keep-checkpoints"):
         average_run(data, out, tmp_path / "a.keras", first_epoch=1)
     with pytest.raises(ValueError, match="between 1 and 1"):

@@ -107,17 +107,18 @@ def test_no_pretrained_leaves_the_model_untouched():
 
 
 @pytest.mark.slow
-def test_fer_train_starts_effnet_from_the_imagenet_weights(tmp_path):
-    """``python -m fer train --arch effnet_lite0``: 2 training steps from the ported weights, recorded in the card."""
+def test_fer_train_starts_effnet_from_the_imagenet_weights(tmp_path, capsys):
+    """``fer train --arch effnet_lite0``: 2 training steps from the ported weights, recorded in the card.
+
+    Through :func:`fer.cli.main` in this process (tests/test_cli.py runs ``python -m fer train`` as a process)."""
+    from fer.cli import main
     from synth import make_split, write_kaggle_folders
 
     data = write_kaggle_folders(tmp_path / "data", {"train": make_split(2, 1), "public_test": make_split(1, 2)})
     out = tmp_path / "effnet.keras"
-    proc = subprocess.run([sys.executable, "-m", "fer", "train", "--data", str(data), "--out", str(out),
-                           "--arch", "effnet_lite0", "--epochs", "1", "--batch-size", "8", "--precision", "float32",
-                           "--lr", "1e-4", "--warmup-epochs", "0"],
-                          capture_output=True, text=True, timeout=600, cwd=ROOT)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    code = main(["train", "--data", str(data), "--out", str(out), "--arch", "effnet_lite0", "--epochs", "1",
+                 "--batch-size", "8", "--precision", "float32", "--lr", "1e-4", "--warmup-epochs", "0"])
+    assert code == 0, capsys.readouterr().err[-2000:]
     card = json.loads(out.with_suffix(".json").read_text())
     assert card["architecture"] == "effnet_lite0" and card["epochs"] == 1
     assert card["config"]["pretrained_weights"]["file"] == IMAGENET_WEIGHTS.name

@@ -21,22 +21,24 @@ CFG = dict(arch="vgg", batch_size=16, lr=3e-3, warmup_epochs=0.5, precision="flo
 
 
 @pytest.mark.slow
-def test_train_save_load_evaluate_and_resume(tmp_path):
-    data, out = tiny_data(), tmp_path / "m.keras"
-    first = train(data, TrainConfig(**CFG, epochs=1), out)
-    assert not first.cancelled and first.card.epochs == 1 and out.is_file()
-    state = read_state(out)
-    assert state["epoch"] == 1 and len(state["history"]) == 1
-    second = train(data, TrainConfig(**CFG, epochs=2), out, resume=True)
+def test_train_save_load_evaluate_and_resume(tmp_path, tiny_run, copy_run):
+    from fer.modelfile import read_card
+
+    data, out = tiny_data(), copy_run(tiny_run, tmp_path / "m.keras")  # train(data, CFG with epochs=2, out)
+    first = read_card(out)
+    assert first.epochs == 2 and out.is_file()
     state = read_state(out)
     assert state["epoch"] == 2 and [h["epoch"] for h in state["history"]] == [1, 2]
-    assert second.card.epochs == 2 and len(second.card.history) == 2
+    second = train(data, TrainConfig(**CFG, epochs=3), out, resume=True)
+    state = read_state(out)
+    assert state["epoch"] == 3 and [h["epoch"] for h in state["history"]] == [1, 2, 3]
+    assert not second.cancelled and second.card.epochs == 3 and len(second.card.history) == 3
     import keras
 
     last = keras.saving.load_model(run_dir(out) / "last.keras", compile=True)
-    assert int(last.optimizer.iterations.numpy()) == 2 * state["steps"]  # schedule position kept
+    assert int(last.optimizer.iterations.numpy()) == 3 * state["steps"]  # schedule position kept
     model, card = load_model(out)
-    assert card.config["selection_split"] == "public_test" and card.best_epoch in (1, 2)
+    assert card.config["selection_split"] == "public_test" and card.best_epoch in (1, 2, 3)
     again = evaluate(model, data.split("public_test"))
     assert again["accuracy"] == card.metrics["public_test"]["accuracy"]
     assert "public_test_tta_flip" in card.metrics and getattr(model, "optimizer", None) is None
@@ -93,12 +95,11 @@ def test_metrics_and_tta_views():
 
 
 @pytest.mark.slow
-def test_lineage_is_fixed_when_the_run_starts(tmp_path):
+def test_lineage_is_fixed_when_the_run_starts(tmp_path, tiny_run, copy_run):
     """Shipping a run's result over its --init-model (then resuming it) must not rewrite its stages."""
     import shutil
 
-    data, base = tiny_data(), tmp_path / "base.keras"
-    train(data, TrainConfig(**CFG, epochs=2), base)
+    data, base = tiny_data(), copy_run(tiny_run, tmp_path / "base.keras")  # a finished 2-epoch run
     out = tmp_path / "tuned.keras"
     train(data, TrainConfig(**CFG, epochs=1), out, init_model=base)
     for suffix in (".keras", ".json"):
@@ -108,11 +109,10 @@ def test_lineage_is_fixed_when_the_run_starts(tmp_path):
     assert [s["epochs"] for s in resumed.card.stages] == [2]
 
 
-def test_fine_tuning_keeps_the_starting_weights_and_records_the_lineage(tmp_path):
+def test_fine_tuning_keeps_the_starting_weights_and_records_the_lineage(tmp_path, tiny_run, copy_run):
     from fer.modelfile import card_path, full_history, read_card
 
-    data, base = tiny_data(), tmp_path / "base.keras"
-    train(data, TrainConfig(**CFG, epochs=2), base)
+    data, base = tiny_data(), copy_run(tiny_run, tmp_path / "base.keras")  # a finished 2-epoch run, seed 0
     base_model, base_card = load_model(base)
     started = {"file": "x.npz", "origin": "ImageNet weights of X", "license": "Apache-2.0"}
     base_card.config["pretrained_weights"] = started  # as a stage 1 that started from ImageNet weights
@@ -145,13 +145,17 @@ def _first_augmentation(path):
     return keras.ops.convert_to_numpy(layer(x, training=True))
 
 
-def test_time_budget_picks_the_epochs_that_fit(tmp_path):
+def test_time_budget_picks_the_epochs_that_fit(tmp_path, monkeypatch):
     import time
 
+    import fer.training
     from fer.training import _budgeted
 
     short = train(tiny_data(), TrainConfig(**CFG, epochs=5, time_budget_s=0.01), tmp_path / "short.keras")
     assert short.card.epochs == 1 and short.card.config["epochs"] == 1  # too little time: one epoch
+    # the real measurement ran above; a second probe (a model compiled and saved) would only say again that
+    # a tiny epoch takes seconds
+    monkeypatch.setattr(fer.training, "measure_epoch_seconds", lambda *a, **k: {"epoch_s": 5.0, "compile_s": 20.0})
     roomy = _budgeted(TrainConfig(**CFG, epochs=7, time_budget_s=3600), tmp_path / "r.keras", False, "float32",
                       70, 21, time.monotonic())
     assert roomy.epochs == 7 and roomy.time_budget_s == 3600  # capped by --epochs
@@ -177,12 +181,12 @@ def test_patience_stops_after_epochs_without_gain_and_resume_respects_it(tmp_pat
         TrainConfig(**CFG, patience=-1).validate()
 
 
-def test_distillation_learns_the_teachers_cached_soft_targets(tmp_path):
+def test_distillation_learns_the_teachers_cached_soft_targets(tmp_path, tiny_run, model_path, copy_run):
     from fer.profiles import load_profile
     from fer.training import distill_targets, teacher_probabilities
 
     data = tiny_data()
-    teacher = train(data, TrainConfig(**CFG, epochs=1, augment=False), tmp_path / "teacher.keras").model_path
+    teacher = copy_run(tiny_run, tmp_path / "teacher.keras")  # a trained model; the test overwrites it below
     cfg = TrainConfig(**CFG, epochs=1, augment=False, teacher=str(teacher), distill_weight=0.6)
     split, cache = data.split("train"), tmp_path / "cache" / "soft.npy"
     soft = teacher_probabilities(cfg.teacher, split, cache)
@@ -190,7 +194,7 @@ def test_distillation_learns_the_teachers_cached_soft_targets(tmp_path):
     np.testing.assert_allclose(soft, expected, atol=1e-5)
     np.save(cache, np.full_like(soft, 1 / 7))  # a cache for the same teacher and faces is reused ...
     assert np.allclose(teacher_probabilities(cfg.teacher, split, cache), 1 / 7)
-    retrained = train(data, TrainConfig(**CFG, epochs=1, augment=False, seed=7), tmp_path / "t2.keras").model_path
+    retrained = model_path  # conftest's model: another trained VGG, other weights
     for suffix in (".keras", ".json"):  # the same teacher path, other weights: recomputed
         teacher.with_suffix(suffix).write_bytes(retrained.with_suffix(suffix).read_bytes())
     assert not np.allclose(teacher_probabilities(cfg.teacher, split, cache), 1 / 7)
