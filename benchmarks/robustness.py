@@ -9,7 +9,9 @@ each crop at one of the five severities, in equal shares), deterministically fro
 every classifier sees the very same images: ``EmotionRecognizer(profile="live" | "photo").classify``
 (prior-corrected) and the PyPI `fer` package's classifier through its public API with its detector
 bypassed, in its own venv (as in ``benchmarks/fer_package_accuracy.py``). ``--write`` stores the table
-under ``robustness`` in docs/baselines.json, which ``scripts/model_card.py`` renders and the Home page charts.
+under ``robustness`` in docs/baselines.json, which ``scripts/model_card.py`` renders and the Home page charts;
+a run that measures fewer rows than are stored (``--profiles photo --no-fer-package`` after a photo-profile
+change) replaces those rows and keeps the others, if it used the same seed, severity and faces.
 
 ``--variants`` adds what the pipeline could do about the conditions, on the live profile: flip TTA
 (2 passes), and each crop's brightness and contrast standardized before the model (its mean and
@@ -67,11 +69,39 @@ def variants(rec) -> dict:
     return {"live + flip TTA": flip.classify, "live, standardized crops": lambda x: rec.classify(standardized(x))}
 
 
+SETTINGS = ("split", "severity", "seed", "conditions")
+
+
+def merged(stored: dict | None, entry: dict) -> dict:
+    """``entry``, plus the rows of ``stored`` that this run did not measure, when both used the same settings.
+
+    Re-measuring one profile after a model change (``--profiles photo --no-fer-package``) then keeps the other
+    rows, which the same seed would reproduce exactly; ``remeasured`` records which rows came from which run.
+    A run with other settings replaces the table.
+    """
+    sizes = {row.get("n") for row in [*(stored or {}).get("results", {}).values(), *entry["results"].values()]}
+    if not stored or len(sizes) > 1 or any(stored.get(k) != entry.get(k) for k in SETTINGS):
+        return entry
+    kept = {k: v for k, v in stored["results"].items() if k not in entry["results"]}
+    variants_kept = "live_variants" in stored and "live_variants" not in entry
+    if not kept and not variants_kept:
+        return entry
+    base = {k: v for k, v in stored.items() if k != "remeasured"}
+    base["results"] = {**stored["results"], **entry["results"]}
+    if "live_variants" in entry:
+        base["live_variants"] = entry["live_variants"]
+    rows = list(entry["results"]) + list(entry.get("live_variants", {}))
+    base["remeasured"] = [r for r in stored.get("remeasured", []) if set(r["rows"]) - set(rows)] + [
+        {"rows": rows, "measured": entry["measured"], "command": entry["command"]}]
+    return base
+
+
 def write_baselines(path: Path, entry: dict) -> None:
     doc = json.loads(path.read_text())
-    doc["robustness"] = entry
+    doc["robustness"] = merged(doc.get("robustness"), entry)
     path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"wrote robustness to {path}")
+    kept = set(doc["robustness"]["results"]) - set(entry["results"])
+    print(f"wrote robustness to {path}" + (f" (kept the stored rows: {', '.join(sorted(kept))})" if kept else ""))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -126,11 +156,14 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{len(y)} public_test faces, severity {args.severity}, seed {args.seed}: accuracy")
         print(format_table({**results, **extra}))
     if args.write:
-        cmd = "python benchmarks/robustness.py --data path/to/fer2013 --write docs/baselines.json" + (
-            " --variants" if args.variants else "")
+        flags = (("--variants", args.variants), (f"--profiles {args.profiles}", args.profiles != "live,photo"),
+                 ("--no-fer-package", args.no_fer_package))
+        cmd = "python benchmarks/robustness.py --data path/to/fer2013 --write docs/baselines.json" + "".join(
+            f" {flag}" for flag, on in flags if on)
         write_baselines(args.write, {"measured": dt.date.today().isoformat(), "command": cmd, "split": "public_test",
-                                     "severity": args.severity, "seed": args.seed, "results": results,
-                                     **({"live_variants": extra} if extra else {})})
+                                     "severity": args.severity, "seed": args.seed,
+                                     **({} if args.conditions == "all" else {"conditions": args.conditions}),
+                                     "results": results, **({"live_variants": extra} if extra else {})})
     return 0
 
 

@@ -232,9 +232,15 @@ def render_robustness(baselines: dict) -> list[str]:
     for c in conditions:
         out.append(f"| {c} | " + " | ".join(pct(results[n]["conditions"][c]["accuracy"]) for n in names) + " |")
     out += [f"| **mean of the {len(conditions)}** | " + " | ".join(f"**{pct(results[n]['mean'])}**" for n in names)
-            + " |", "", f"Measured by `{rob['command']}`; one model: `python -m fer evaluate --data {DATA} "
-            "--profile live --corruptions all`. The ranges of each condition: `fer.corruptions.RANGES`.", ""]
+            + " |", "", f"Measured by `{rob['command']}`{remeasured(rob)}; one model: `python -m fer evaluate --data "
+            f"{DATA} --profile live --corruptions all`. The ranges of each condition: `fer.corruptions.RANGES`.", ""]
     return out
+
+
+def remeasured(rob: dict) -> str:
+    """", then X re-measured by `cmd` (date)" for each later run that replaced some rows of the table."""
+    return "".join(f", then {', '.join(r['rows'])} re-measured by `{r['command']}` ({r['measured']})"
+                   for r in rob.get("remeasured", []))
 
 
 def robustness_summary(baselines: dict) -> list[str]:
@@ -248,7 +254,7 @@ def robustness_summary(baselines: dict) -> list[str]:
         worst = r["worst"]
         out.append(f"| {name} | {pct(r['clean']['accuracy'])} | **{pct(r['mean'])}** | {worst} "
                    f"({pct(r['conditions'][worst]['accuracy'])}) |")
-    return out + ["", f"`{rob['command']}` ({rob['measured']}); per condition: "
+    return out + ["", f"`{rob['command']}` ({rob['measured']}){remeasured(rob)}; per condition: "
                   "[docs/model_card.md](docs/model_card.md#under-camera-conditions)."]
 
 

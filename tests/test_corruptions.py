@@ -177,3 +177,33 @@ def test_the_home_chart_shows_each_classifier_per_condition(tmp_path):
     assert live.y[-1] == rob["results"]["ours, live"]["mean"]
     (tmp_path / "b.json").write_text("{not json")
     assert measured(tmp_path / "b.json") is None and measured(tmp_path / "missing.json") is None
+
+
+def _robustness_benchmark():
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
+    spec = importlib.util.spec_from_file_location("robustness_benchmark", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_partial_rerun_replaces_its_rows_and_keeps_the_others():
+    merged = _robustness_benchmark().merged
+    row = lambda mean, n=100: {"mean": mean, "n": n}  # noqa: E731
+    full = {"measured": "d1", "command": "full", "split": "public_test", "severity": "all", "seed": 0,
+            "results": {"ours, live": row(0.6), "ours, photo": row(0.61), "fer package": row(0.5)},
+            "live_variants": {"live + flip TTA": row(0.62)}}
+    part = {"measured": "d2", "command": "photo only", "split": "public_test", "severity": "all", "seed": 0,
+            "results": {"ours, photo": row(0.63)}}
+    out = merged(full, part)
+    assert out["results"] == {"ours, live": row(0.6), "ours, photo": row(0.63), "fer package": row(0.5)}
+    assert out["live_variants"] == full["live_variants"] and out["command"] == "full"
+    assert out["remeasured"] == [{"rows": ["ours, photo"], "measured": "d2", "command": "photo only"}]
+    again = merged(out, {**part, "measured": "d3"})  # a later rerun of the same row replaces the record
+    assert [r["measured"] for r in again["remeasured"]] == ["d3"]
+    assert merged(out, full) == full  # a full run replaces everything
+    for other in ({"seed": 1}, {"severity": "3"}, {"results": {"ours, photo": row(0.63, n=50)}}):
+        assert merged(full, {**part, **other}) == {**part, **other}  # other settings: the table is replaced

@@ -98,6 +98,10 @@ def test_the_robustness_table_is_rendered_from_the_baselines(script):
     summary = "\n".join(script.robustness_summary(baselines))
     assert f"**{100 * live['mean']:.1f}%**" in summary and "fer package" in summary
     assert script.render_robustness({}) == [] and script.robustness_summary({}) == []
+    later = {"rows": ["ours, photo"], "measured": "2099-01-01", "command": "python benchmarks/robustness.py X"}
+    again = {"robustness": {**rob, "remeasured": [later]}}
+    for text in (script.render_robustness(again), script.robustness_summary(again)):
+        assert "then ours, photo re-measured by `python benchmarks/robustness.py X` (2099-01-01)" in "\n".join(text)
 
 
 def test_a_card_started_from_pretrained_weights_names_their_origin_and_licence(script, card):
