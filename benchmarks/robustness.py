@@ -82,15 +82,13 @@ def merged(stored: dict | None, entry: dict) -> dict:
     sizes = {row.get("n") for row in [*(stored or {}).get("results", {}).values(), *entry["results"].values()]}
     if not stored or len(sizes) > 1 or any(stored.get(k) != entry.get(k) for k in SETTINGS):
         return entry
-    kept = {k: v for k, v in stored["results"].items() if k not in entry["results"]}
-    variants_kept = "live_variants" in stored and "live_variants" not in entry
-    if not kept and not variants_kept:
-        return entry
+    rows = [*entry["results"], *entry.get("live_variants", {})]
+    if set(stored["results"]) | set(stored.get("live_variants", {})) <= set(rows):
+        return entry  # nothing of the stored table is left to keep
     base = {k: v for k, v in stored.items() if k != "remeasured"}
     base["results"] = {**stored["results"], **entry["results"]}
     if "live_variants" in entry:
         base["live_variants"] = entry["live_variants"]
-    rows = list(entry["results"]) + list(entry.get("live_variants", {}))
     base["remeasured"] = [r for r in stored.get("remeasured", []) if set(r["rows"]) - set(rows)] + [
         {"rows": rows, "measured": entry["measured"], "command": entry["command"]}]
     return base

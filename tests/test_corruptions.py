@@ -179,19 +179,10 @@ def test_the_home_chart_shows_each_classifier_per_condition(tmp_path):
     assert measured(tmp_path / "b.json") is None and measured(tmp_path / "missing.json") is None
 
 
-def _robustness_benchmark():
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "robustness.py"
-    spec = importlib.util.spec_from_file_location("robustness_benchmark", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 def test_a_partial_rerun_replaces_its_rows_and_keeps_the_others():
-    merged = _robustness_benchmark().merged
+    from test_pins import load_script
+
+    merged = load_script("robustness", "benchmarks").merged
     row = lambda mean, n=100: {"mean": mean, "n": n}  # noqa: E731
     full = {"measured": "d1", "command": "full", "split": "public_test", "severity": "all", "seed": 0,
             "results": {"ours, live": row(0.6), "ours, photo": row(0.61), "fer package": row(0.5)},

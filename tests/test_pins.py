@@ -17,11 +17,11 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 
 
-def load_script(name: str):
-    """``scripts/<name>.py`` imported as a module (scripts are not a package)."""
+def load_script(name: str, folder: str = "scripts"):
+    """``<folder>/<name>.py`` (scripts/ or benchmarks/) imported as a module (neither is a package)."""
     import importlib.util
 
-    spec = importlib.util.spec_from_file_location(name, REPO / "scripts" / f"{name}.py")
+    spec = importlib.util.spec_from_file_location(name, REPO / folder / f"{name}.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
