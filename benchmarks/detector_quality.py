@@ -16,6 +16,11 @@ excluded. ``--alignment`` adds the precision of the eye line on faces rotated -4
 (shrunk to a half and a quarter, dark, noisy, blurred, JPEG quality 12): on the set's face scenes,
 the faces the default detector still finds, and with ``EmotionRecognizer(profile=...)`` the faces that
 keep the label they get in the clean photo (a face matched to its true box, IoU >= 0.3).
+
+``--big-photos`` measures camera-sized photos (``tests/scenes.py``'s ``big_photo``: 4000x3000 and
+2000x1500, 12 faces 40-160 px wide and one 20-30% of the width): the one-pass detector at 320 (the
+app's working size) and 640 (``predict``, ``batch``, ``serve``) against the same with the finer pass
+that ``min_face`` adds (:func:`fer.faces.detector_sizes`), faces found by width and ms per photo.
 """
 
 from __future__ import annotations
@@ -133,6 +138,37 @@ def conditions(profile: str, input_size: int | None) -> None:
         print(f"| {cond}: {what} | {found}/{total} | {kept}/{sum(map(len, clean))} |", flush=True)
 
 
+def big_photos(min_score: float) -> None:
+    """Faces found in camera-sized photos, one pass against two (the ``min_face`` pyramid)."""
+    from fer.faces import PHOTO_MIN_FACE, detector_sizes
+
+    data = [scenes.big_photo(seed, size) for size in ((4000, 3000), (2000, 1500)) for seed in range(4)]
+    bins = ((0, 60), (60, 100), (100, 160), (160, 10**6))
+    print(f"{len(data)} photos (4 of 4000x3000, 4 of 2000x1500), {sum(len(s.boxes) for s in data)} faces; "
+          f"{os.cpu_count()} CPU cores; load average {os.getloadavg()[0]:.1f}\n")
+    print("| working sizes | faces < 60 px wide | 60-100 px | 100-160 px | 160 px and more "
+          "| false positives | ms / photo (median) |")
+    print("|---|---|---|---|---|---|---|")
+    for base in (320, 640):
+        for min_face in (0, PHOTO_MIN_FACE):
+            found, total, fp, times = [0] * len(bins), [0] * len(bins), 0, []
+            detect_in_bgr(data[0].image, min_score, "centerface", base, True, min_face)  # warm-up
+            for scene in data:
+                t = time.perf_counter()
+                boxes = [f.box for f in detect_in_bgr(scene.image, min_score, "centerface", base, True, min_face)]
+                times.append(time.perf_counter() - t)
+                fp += scenes.match(boxes, scene.boxes)[1]
+                for k, (lo, hi) in enumerate(bins):
+                    truth = [b for b in scene.boxes if lo <= b[2] < hi]
+                    found[k] += scenes.match(boxes, truth)[0]
+                    total[k] += len(truth)
+            finer = sorted({sz for sc in data for sz in detector_sizes(*sc.image.shape[:2], base, min_face)[1:]})
+            label = f"{base}, one pass" if not finer else \
+                f"{base} + {' or '.join(map(str, finer))} (min_face {min_face})"
+            cells = " | ".join(f"{f}/{t}" for f, t in zip(found, total))
+            print(f"| {label} | {cells} | {fp} | {1000 * float(np.median(times)):.0f} |", flush=True)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=3, help="timed runs per 640x480 image")
@@ -144,9 +180,14 @@ def main() -> None:
                         help="only the whole photo pipeline under degraded photos (faces found, labels kept)")
     parser.add_argument("--profile", default="photo", help="with --conditions: the profile (default photo)")
     parser.add_argument("--input-size", type=int, help="with --conditions: the detector's working size")
+    parser.add_argument("--big-photos", action="store_true",
+                        help="only camera-sized photos: one detector pass against the min_face pyramid")
     args = parser.parse_args()
     if args.conditions:
         conditions(args.profile, args.input_size)
+        return
+    if args.big_photos:
+        big_photos(args.min_score)
         return
     data = scenes.benchmark_set()
     print(f"{len(data)} images, {sum(len(s.boxes) for s in data)} faces; {os.cpu_count()} CPU cores; "

@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
+from fer.faces import PHOTO_MIN_FACE
 from fer.images import IMAGE_EXTENSIONS
 from fer.labels import EMOTIONS
 from fer.video import VIDEO_TYPES
@@ -112,6 +113,8 @@ class BatchOptions:
     every_nth_frame: int = 10
     min_score: float = 0.5
     input_size: int = 640
+    min_face: int = PHOTO_MIN_FACE
+    """Images: the smallest face to find (:func:`fer.faces.detector_sizes`); video frames get one pass."""
     engine: str = "onnx"
     """The recognizer's engine (:data:`fer.inference.ENGINES`). "onnx": the driver converts the models
     once (cached on disk), and the actors start without importing TensorFlow."""
@@ -179,7 +182,7 @@ def analyze_path(recognizer, path: str, opts: BatchOptions) -> list[dict]:
     rows: list[dict] = []
     try:
         for index, time_s, frame in sample_frames(path, opts.every_nth_frame):
-            faces = [r.to_dict() for r in recognizer.analyze(frame)]
+            faces = [r.to_dict() for r in recognizer.analyze(frame, min_face=0)]  # frames: one detector pass
             rows += _face_rows(path, faces, opts, frame=index, time_s=time_s)
     except (ValueError, OSError) as exc:
         message = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
@@ -216,7 +219,7 @@ class Analyzer:
 
         self.opts = opts
         self.recognizer = EmotionRecognizer(opts.model, profile=opts.profile, min_score=opts.min_score,
-                                            input_size=opts.input_size, engine=opts.engine)
+                                            input_size=opts.input_size, min_face=opts.min_face, engine=opts.engine)
 
     def __call__(self, batch):
         paths = [p for chunk in batch["paths"].to_pylist() for p in chunk]

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from fer.evaluate import TTA_MODES
+from fer.faces import PHOTO_MIN_FACE
 from fer.profiles import DEFAULT_PROFILE, PROFILES
 from fer.video import CSV_FIELDS  # noqa: F401  (the timeline's columns, re-exported)
 
@@ -21,6 +22,7 @@ def add_commands(sub) -> None:
     p.add_argument("--out", metavar="DIR", help="write annotated copies of the images into DIR")
     p.add_argument("--input-size", type=int, default=640, metavar="PX",
                    help="longer side the detector works at (default 640; raise for small faces in big photos)")
+    add_min_face_option(p)
     p.set_defaults(handler=cmd_predict)
 
     v = sub.add_parser("video", help="annotate a video file and write per-frame emotions")
@@ -51,6 +53,13 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_tta_option(p)
 
 
+def add_min_face_option(p: argparse.ArgumentParser) -> None:
+    """``--min-face PX``: the smallest face to find in a large photo (a second, finer detector pass)."""
+    p.add_argument("--min-face", type=int, default=PHOTO_MIN_FACE, metavar="PX",
+                   help=f"smallest face width to find in a large photo (default {PHOTO_MIN_FACE}): the detector adds a "
+                        "second, finer pass where --input-size alone would miss it; 0: one pass")
+
+
 def add_tta_option(p: argparse.ArgumentParser) -> None:
     """``--tta [flip|crops|none]``: override the profile's test-time augmentation."""
     p.add_argument("--tta", nargs="?", const="flip", choices=(*TTA_MODES, "none"),
@@ -65,7 +74,8 @@ def _recognizer(args):
         raise ValueError(f"--input-size {args.input_size} is too small; use 320 or more")
     extra = {} if args.tta is None else {"tta": None if args.tta == "none" else args.tta}
     return EmotionRecognizer(args.model, profile=args.profile, detector=args.detector, min_score=args.min_score,
-                             refine=not args.no_refine, input_size=args.input_size, **extra)
+                             refine=not args.no_refine, input_size=args.input_size,
+                             min_face=getattr(args, "min_face", 0), **extra)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 
+from fer.cli_predict import add_min_face_option
 from fer.inference import ENGINES
 from fer.profiles import DEFAULT_PROFILE, PROFILES
 
@@ -31,6 +32,7 @@ def add_commands(sub) -> None:
     b.add_argument("--input-size", type=int, default=640, metavar="PX",
                    help="longer side the detector works at (default 640, as predict)")
     b.add_argument("--min-score", type=float, default=0.5, help="face-detector threshold (0-1, default 0.5)")
+    add_min_face_option(b)
     b.add_argument("--engine", **engine)
     b.set_defaults(handler=cmd_batch)
 
@@ -45,6 +47,7 @@ def add_commands(sub) -> None:
     s.add_argument("--max-faces", type=int, default=50, help="most faces per image (default 50)")
     s.add_argument("--input-size", type=int, default=640, metavar="PX",
                    help="longer side the detector works at (default 640, as predict)")
+    add_min_face_option(s)
     s.add_argument("--engine", **engine)
     s.set_defaults(handler=cmd_serve)
 
@@ -53,7 +56,8 @@ def cmd_batch(args) -> int:
     from fer.batch import BatchOptions, list_inputs, require_ray, run_batch
 
     opts = BatchOptions(profile=args.profile, model=args.model, every_nth_frame=args.every_nth_frame,
-                        min_score=args.min_score, input_size=args.input_size, engine=args.engine)
+                        min_score=args.min_score, input_size=args.input_size, min_face=args.min_face,
+                        engine=args.engine)
     try:
         require_ray()
     except ImportError as exc:
@@ -107,7 +111,8 @@ def cmd_serve(args) -> int:
     limits = ServeLimits(max_bytes=int(args.max_mb * 1e6), max_pixels=int(args.max_megapixels * 1e6),
                          max_faces=args.max_faces)
     token = os.environ.get(TOKEN_ENV) or None
-    rec = EmotionRecognizer(args.model, profile=args.profile, input_size=args.input_size, engine=args.engine)
+    rec = EmotionRecognizer(args.model, profile=args.profile, input_size=args.input_size, min_face=args.min_face,
+                            engine=args.engine)
     print(f"serving profile {args.profile} on http://{args.host}:{args.port} "
           f"({'token required' if token else f'no token: set {TOKEN_ENV} to require one'})", flush=True)
     run(rec, args.host, args.port, limits=limits, token=token)

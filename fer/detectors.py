@@ -110,11 +110,11 @@ class CenterFace:
                                             providers=["CPUExecutionProvider"])
         self.input_name = self.session.get_inputs()[0].name
 
-    def _blob(self, bgr: np.ndarray) -> tuple[np.ndarray, float]:
+    def _blob(self, bgr: np.ndarray, input_size: int) -> tuple[np.ndarray, float]:
         import cv2
 
         h, w = bgr.shape[:2]
-        scale = self.input_size / max(h, w)
+        scale = input_size / max(h, w)
         nw, nh = max(1, round(w * scale)), max(1, round(h * scale))
         interp = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
         resized = cv2.resize(bgr, (nw, nh), interpolation=interp) if (nw, nh) != (w, h) else bgr
@@ -124,12 +124,20 @@ class CenterFace:
         blob = cv2.dnn.blobFromImage(resized, 1.0, swapRB=True)  # RGB, 0..255, NCHW float32
         return blob, nw / w
 
-    def __call__(self, bgr: np.ndarray, min_score: float = 0.5) -> list[RawFace]:
-        blob, scale = self._blob(bgr)
+    def __call__(self, bgr: np.ndarray, min_score: float = 0.5, input_size: int | None = None) -> list[RawFace]:
+        """Faces in ``bgr`` with the image scaled to ``input_size`` (default: this detector's)."""
+        blob, scale = self._blob(bgr, self.input_size if input_size is None else int(input_size))
         heat, size, offset, marks = self.session.run(None, {self.input_name: blob})
         faces = _decode_centerface(heat[0, 0], size[0], offset[0], marks[0], min_score, self.STRIDE)
         h, w = bgr.shape[:2]
         return [_rescale(f, 1.0 / scale, w, h) for f in faces]
+
+    def at_sizes(self, bgr: np.ndarray, min_score: float, sizes: tuple[int, ...]) -> list[RawFace]:
+        """Faces found at any of several working sizes (an image pyramid; one session serves all), a face
+        found at more than one kept once: the best-scored box among those overlapping by more than
+        :data:`NMS_IOU`."""
+        found = [f for size in sizes for f in self(bgr, min_score, size)]
+        return found if len(sizes) < 2 else suppress_overlaps(found)
 
     def refine(self, bgr: np.ndarray, faces: list[RawFace], size: int = REFINE_SIZE) -> list[RawFace]:
         """Second, sharper look at each face for precise landmarks (eyes to within ~2 degrees).
@@ -203,6 +211,17 @@ def _decode_centerface(heat: np.ndarray, size: np.ndarray, offset: np.ndarray, m
         out.append(RawFace(float(x1[i]), float(y1[i]), float(x1[i] + bw[i]), float(y1[i] + bh[i]),
                            float(scores[i]), lms))
     return out
+
+
+def suppress_overlaps(faces: list[RawFace], iou: float = NMS_IOU) -> list[RawFace]:
+    """``faces`` without those overlapping a better-scored one by more than ``iou`` (greedy NMS)."""
+    import cv2
+
+    if len(faces) < 2:
+        return list(faces)
+    boxes = [[f.x1, f.y1, f.x2 - f.x1, f.y2 - f.y1] for f in faces]
+    keep = cv2.dnn.NMSBoxes(boxes, [f.score for f in faces], 0.0, iou)
+    return [faces[i] for i in sorted(np.asarray(keep, dtype=int).reshape(-1))]
 
 
 def _rescale(face: RawFace, factor: float, w: int, h: int) -> RawFace:

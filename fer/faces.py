@@ -37,6 +37,33 @@ FER2013_BOXES: dict[str, tuple[float, float, float, float]] = {
 }
 """Median box (x1, y1, x2, y2) each detector draws around FER2013 faces, for crops without landmarks."""
 
+PHOTO_MIN_FACE = 40
+"""The smallest face width (pixels of the photo) that still photos are searched for by default
+(:func:`detector_sizes`); a face much smaller than the 48 px crop carries little expression anyway."""
+DETECTOR_MIN_FACE = 24
+"""Face width, in pixels of CenterFace's working image, from which it finds faces reliably (docs/detectors.md)."""
+LARGEST_INPUT = 1600
+"""The largest working size of the finer pass (its cost grows with the square of the size)."""
+
+
+def detector_sizes(height: int, width: int, input_size: int = 320, min_face: int = 0) -> tuple[int, ...]:
+    """CenterFace's working sizes (longer side) for an image of ``height`` x ``width``.
+
+    ``input_size`` alone finds faces from about 1/13 of the image's longer side (24 px of 320) up to
+    the whole frame. ``min_face`` > 0 asks for faces down to that many pixels of the image: when the
+    first pass would shrink them below :data:`DETECTOR_MIN_FACE`, a second, finer pass is added (at most
+    :data:`LARGEST_INPUT`). Both are needed: at a large working size CenterFace misses faces that
+    fill much of the image. A 12-megapixel group photo (4000 px) at 320 px loses every face under
+    ~150 px; with ``min_face=40`` it is also searched at 1600 px.
+    """
+    if min_face < 0 or 0 < min_face < 8:
+        raise ValueError(f"min_face={min_face} must be 0 (one pass) or at least 8 pixels")
+    if min_face == 0:
+        return (input_size,)
+    needed = -(-round(max(height, width) * DETECTOR_MIN_FACE / min_face) // 32) * 32
+    fine = min(needed, LARGEST_INPUT)
+    return (input_size, fine) if fine > 1.25 * input_size else (input_size,)
+
 
 @dataclass(frozen=True)
 class Face:
@@ -54,18 +81,21 @@ class Face:
 
 
 def detect_faces(image: np.ndarray, *, min_score: float = 0.5, detector: str = "centerface",
-                 channels: str = "bgr", input_size: int = 320, refine: bool = True) -> list[Face]:
+                 channels: str = "bgr", input_size: int = 320, refine: bool = True,
+                 min_face: int = PHOTO_MIN_FACE) -> list[Face]:
     """Find every face in an image array (gray, BGR, BGRA; RGB with ``channels="rgb"``; any size).
 
     ``min_score`` is the detector's threshold (CenterFace: 0..1); ``input_size`` the longer side
-    the image is scaled to for CenterFace (bigger finds smaller faces, slower); ``refine`` takes a
+    the image is scaled to for CenterFace (bigger finds smaller faces, slower); ``min_face`` the
+    smallest face width to find in a large photo, by a second, finer CenterFace pass when needed
+    (:func:`detector_sizes`; 0: one pass, as for video frames); ``refine`` takes a
     second, upright look at each face for precise landmarks (alignment to ~2 degrees instead of
     ~5; a few ms per face). Faces come left to right. For files use
     :func:`fer.images.load_bgr` first (it applies EXIF orientation).
     """
     check_min_score(min_score)
     bgr = to_bgr(image, channels)
-    return detect_in_bgr(bgr, min_score, detector, input_size, refine)
+    return detect_in_bgr(bgr, min_score, detector, input_size, refine, min_face)
 
 
 def check_min_score(min_score: float) -> None:
@@ -75,14 +105,16 @@ def check_min_score(min_score: float) -> None:
 
 
 def detect_in_bgr(bgr: np.ndarray, min_score: float, detector: str = "centerface", input_size: int = 320,
-                  refine: bool = True) -> list[Face]:
-    """:func:`detect_faces` for an array that is already uint8 BGR (h, w, 3): no conversion."""
+                  refine: bool = True, min_face: int = 0) -> list[Face]:
+    """:func:`detect_faces` for an array that is already uint8 BGR (h, w, 3): no conversion
+    (``min_face`` 0 here: one pass, the live paths' default)."""
     import cv2
 
     if detector not in DETECTORS:
         raise ValueError(f"unknown face detector {detector!r}; choose one of: {', '.join(DETECTORS)}")
     det = get_detector(detector, input_size)
-    raw = det(bgr, min_score)
+    sizes = detector_sizes(*bgr.shape[:2], input_size, min_face)
+    raw = det.at_sizes(bgr, min_score, sizes) if len(sizes) > 1 and hasattr(det, "at_sizes") else det(bgr, min_score)
     if not raw and detector == "centerface":
         raw = _detect_padded(det, bgr, min_score, cv2)
     if refine and raw and hasattr(det, "refine"):

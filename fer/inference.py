@@ -26,7 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from fer.faces import Face, align_crop, check_min_score, detect_in_bgr
+from fer.faces import PHOTO_MIN_FACE, Face, align_crop, check_min_score, detect_in_bgr, detector_sizes
 from fer.images import FACE_SIZE, load_bgr, to_bgr
 from fer.labels import EMOTIONS, NUM_CLASSES
 from fer.profiles import DEFAULT_PROFILE, Ensemble, check_profile, load_profile
@@ -81,7 +81,10 @@ class EmotionRecognizer:
     or ``model`` alone, with flip TTA) or "live" (one model, one pass); both prior-corrected.
 
     ``detector`` is "centerface" (default) or "haar"; ``input_size`` the longer side CenterFace
-    works at (320: 30+ frames/s on 2 cores, faces from ~40 px; raise it for smaller faces);
+    works at (320: 30+ frames/s on 2 cores, faces from ~1/13 of the frame's longer side);
+    ``min_face`` the smallest face width that :meth:`analyze` and :meth:`detect` look for in a large
+    photo, with a second, finer detector pass where the first would miss it
+    (:func:`fer.faces.detector_sizes`; 0: one pass, as the video and live paths use);
     ``min_score`` the default detection threshold of :meth:`analyze`; ``refine`` the second,
     upright look at each face for precise alignment (~2 instead of ~5 degrees; a few ms per face);
     ``tta`` averages each face over test-time views (``"flip"``: the face and its mirror, 2x the
@@ -99,7 +102,8 @@ class EmotionRecognizer:
 
     def __init__(self, model: ModelArg = None, *, profile: str = DEFAULT_PROFILE, detector: str = "centerface",
                  input_size: int = 320, min_score: float = 0.5, refine: bool = True,
-                 tta: str | None | object = PROFILE_TTA, engine: str = "keras") -> None:
+                 tta: str | None | object = PROFILE_TTA, engine: str = "keras",
+                 min_face: int = PHOTO_MIN_FACE) -> None:
         from fer.detectors import get_detector
 
         check_min_score(min_score)
@@ -113,6 +117,8 @@ class EmotionRecognizer:
         self.card = ensemble.cards[0]
         self.detector, self.input_size, self.min_score = detector, int(input_size), float(min_score)
         self.refine = bool(refine)
+        detector_sizes(1, 1, self.input_size, min_face)  # a bad min_face fails here, not on the first photo
+        self.min_face = int(min_face)
         get_detector(detector, self.input_size)  # load now: fail early, not on the first frame
         self.classify(np.zeros((1, FACE_SIZE, FACE_SIZE), np.uint8))  # trace the graph once
         self.detect(np.zeros((240, 320, 3), np.uint8))  # and run the detector once
@@ -139,26 +145,27 @@ class EmotionRecognizer:
         return self.ensemble.probabilities(x, corrected=corrected)
 
     def detect(self, image: np.ndarray, min_score: float | None = None, channels: str = "bgr",
-               input_size: int | None = None) -> list[Face]:
+               input_size: int | None = None, min_face: int | None = None) -> list[Face]:
         """Faces in an image array (see :func:`fer.faces.detect_faces`), with this recognizer's settings
-        unless given here (``input_size``: e.g. 640+ for big photos with small faces)."""
+        unless given here (``min_face=0`` for video frames: one detector pass)."""
         min_score = self.min_score if min_score is None else min_score
         check_min_score(min_score)
         size = self.input_size if input_size is None else int(input_size)
-        return detect_in_bgr(to_bgr(image, channels), min_score, self.detector, size, self.refine)
+        min_face = self.min_face if min_face is None else int(min_face)
+        return detect_in_bgr(to_bgr(image, channels), min_score, self.detector, size, self.refine, min_face)
 
     def analyze(self, image: np.ndarray, min_score: float | None = None, channels: str = "bgr",
-                input_size: int | None = None) -> list[FaceResult]:
+                input_size: int | None = None, min_face: int | None = None) -> list[FaceResult]:
         """Every face of an image with its emotion: BGR uint8 frames (gray, BGRA, 16-bit accepted too).
 
         Boxes are in ``image``'s pixel coordinates; faces come left to right; all faces go through
-        the model in one batch. ``channels="rgb"`` for RGB arrays; ``input_size`` overrides the
-        detector's working size for this call (photos with small faces: 640 or more).
+        the model in one batch. ``channels="rgb"`` for RGB arrays; ``input_size`` and ``min_face``
+        override the detector's settings for this call (``min_face=0`` for video frames: one pass).
         """
         import cv2
 
         bgr = to_bgr(image, channels)
-        faces = self.detect(bgr, min_score, input_size=input_size)
+        faces = self.detect(bgr, min_score, input_size=input_size, min_face=min_face)
         if not faces:
             return []
         return self.classify_faces(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), faces)
@@ -188,9 +195,9 @@ class EmotionRecognizer:
         return LiveStream(self, **options)
 
     def analyze_file(self, source: str | Path | bytes, min_score: float | None = None,
-                     input_size: int | None = None) -> list[FaceResult]:
+                     input_size: int | None = None, min_face: int | None = None) -> list[FaceResult]:
         """:meth:`analyze` for an image file or its bytes (EXIF orientation applied: boxes fit the upright image)."""
-        return self.analyze(load_bgr(source), min_score, input_size=input_size)
+        return self.analyze(load_bgr(source), min_score, input_size=input_size, min_face=min_face)
 
 
 # ---------------------------------------------------------------- video

@@ -70,7 +70,7 @@ def card_summary(recognizer) -> dict:
                 "keras_version": c.keras_version, "metrics": c.metrics} for c in ens.cards]
     return {"profile": recognizer.profile, "members": members, "weights": ens.weights, "tta": ens.tta, "tau": ens.tau,
             "passes": ens.passes, "prior_corrected": ens.prior is not None, "detector": recognizer.detector,
-            "input_size": recognizer.input_size, "min_score": recognizer.min_score,
+            "input_size": recognizer.input_size, "min_face": recognizer.min_face, "min_score": recognizer.min_score,
             **{k: v for k, v in ens.info.items() if k in ("description", "public_test", "ms_per_face")}}
 
 

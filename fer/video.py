@@ -295,7 +295,7 @@ def _keyed_frames(frames: Iterator[np.ndarray], recognizer, every: int, min_scor
 
     def detect(frame: np.ndarray) -> list[Face]:
         result.detected_frames += 1
-        return recognizer.detect(frame, min_score)
+        return recognizer.detect(frame, min_score, min_face=0)  # frames: one detector pass, for speed
 
     key: Keyed | None = None
     pending: list[np.ndarray] = []

@@ -122,6 +122,23 @@ def group(seed: int, n: int = 5, size: tuple[int, int] = (640, 480)) -> Scene:
     return Scene(f"group of {n} (seed {seed})", canvas, boxes)
 
 
+def big_photo(seed: int, size: tuple[int, int] = (4000, 3000), rows: int = 3, cols: int = 4) -> Scene:
+    """A camera-sized photo: ``rows`` x ``cols`` faces of random width (40 to 160 px, tilt +-15
+    degrees) over the left 60%, and one face 20-30% of the photo's width on the right (a group at the
+    back, someone close to the camera)."""
+    rng = np.random.default_rng(seed)
+    canvas, names = background(size), list(FACES)
+    w, h = size
+    boxes = []
+    for i in range(rows * cols):
+        cx, cy = (i % cols + 0.5) * 0.6 * w / cols, (i // cols + 0.5) * h / rows
+        boxes.append(paste(canvas, names[i % 3], (cx, cy), float(rng.uniform(40, 160)), float(rng.uniform(-15, 15)),
+                           bool(rng.integers(2)), margin=0.45))
+    big = float(rng.uniform(0.2, 0.3) * w)
+    boxes.append(paste(canvas, names[seed % 3], (0.8 * w, 0.5 * h), big, mirror=bool(seed % 2), margin=0.3))
+    return Scene(f"{w}x{h} photo (seed {seed})", canvas, boxes)
+
+
 def negatives() -> list[Scene]:
     """Face-free images: the two photos, mirrored and cropped variants, noise and a gradient."""
     out = []

@@ -63,6 +63,20 @@ def test_predict_with_a_bad_model_is_a_one_line_error(tmp_path, capsys):
     assert code == 2 and capsys.readouterr().err.startswith("error: model file")
 
 
+def test_predict_finds_the_small_faces_of_a_big_photo_unless_told_one_pass(model_path, tmp_path, capsys):
+    scene = scenes.grid(60, 5, 2, size=(3000, 2000))  # 60 px faces: 13 px at the first pass's 640
+    photo = tmp_path / "group.jpg"
+    cv2.imwrite(str(photo), scene.image, [cv2.IMWRITE_JPEG_QUALITY, 90])
+    found = []
+    for extra in ([], ["--min-face", "0"]):
+        assert main(["predict", str(photo), "--model", str(model_path), "--profile", "live", "--json", *extra]) == 0
+        found.append(scenes.match([tuple(f["box"]) for f in json.loads(capsys.readouterr().out)[0]["faces"]],
+                                  scene.boxes))
+    assert found[0] == (10, 0) and found[1][0] < 5
+    assert main(["predict", str(photo), "--model", str(model_path), "--min-face", "3"]) == 2
+    assert capsys.readouterr().err.startswith("error: min_face=3 must be 0 (one pass) or at least 8")
+
+
 def make_video(path, frames: int = 8, size=(320, 240)) -> None:
     writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), 10.0, size)
     assert writer.isOpened()

@@ -10,7 +10,16 @@ import pytest
 from PIL import Image
 
 import scenes
-from fer.faces import FER2013_LANDMARKS, Face, crop_faces, detect_faces, face_transform
+from fer.faces import (
+    FER2013_LANDMARKS,
+    LARGEST_INPUT,
+    PHOTO_MIN_FACE,
+    Face,
+    crop_faces,
+    detect_faces,
+    detector_sizes,
+    face_transform,
+)
 from fer.images import load_bgr, to_bgr
 
 
@@ -182,6 +191,42 @@ def test_bad_settings_are_refused():
         detect_faces(image, detector="nope")
     with pytest.raises(ValueError, match="channels"):
         detect_faces(image, channels="hsv")
+
+
+def test_the_finer_pass_is_added_only_where_the_first_would_miss_the_smallest_face():
+    assert detector_sizes(480, 640, 320, PHOTO_MIN_FACE) == (320,)  # 40 px of 640 is 20 px of 320: found
+    assert detector_sizes(3000, 4000, 320, 40) == (320, LARGEST_INPUT)  # a 12-megapixel photo: capped
+    assert detector_sizes(1500, 2000, 320, 40) == (320, 1216)  # 40 px faces at 24 px of the working image
+    assert detector_sizes(1500, 2000, 640, 80) == (640,)  # the first pass already sees 80 px faces
+    assert detector_sizes(3000, 4000, 320, 0) == (320,)  # 0: one pass
+    with pytest.raises(ValueError, match="min_face"):
+        detector_sizes(480, 640, 320, 4)
+    with pytest.raises(ValueError, match="min_face"):
+        detect_faces(np.zeros((64, 64, 3), np.uint8), min_face=-1)
+
+
+@pytest.fixture(scope="module")
+def big_group():
+    """A 12-megapixel photo (4000x3000): 20 faces 80 px wide on its left, one 1000 px wide on its right."""
+    image, names = scenes.background((4000, 3000)), list(scenes.FACES)
+    small = [scenes.paste(image, names[i % 3], (200 + 400 * (i % 4), 400 + 500 * (i // 4)), 80, margin=0.45)
+             for i in range(20)]
+    big = scenes.paste(image, "grace_hopper.jpg", (3000, 1500), 1000, margin=0.3)
+    return image, small, big
+
+
+def test_small_faces_in_a_big_photo_are_found_by_the_finer_pass(big_group):
+    image, small, big = big_group
+    one_pass = detect_faces(image, min_face=0)  # 320 px: 80 px faces become 6 px
+    found, _ = scenes.match([f.box for f in one_pass], small)
+    assert found == 0 and scenes.match([f.box for f in one_pass], [big])[0] == 1
+    faces = detect_faces(image)  # the default looks for faces down to PHOTO_MIN_FACE
+    found_small, _ = scenes.match([f.box for f in faces], small)
+    found_big, _ = scenes.match([f.box for f in faces], [big])
+    assert found_small >= 18 and found_big == 1  # both passes' faces, and each face once:
+    assert len(faces) == found_small + found_big
+    xs = [f.box[0] for f in faces]
+    assert xs == sorted(xs)
 
 
 def test_haar_baseline_finds_the_frontal_face():
