@@ -125,12 +125,25 @@ class CenterFace:
         return blob, nw / w
 
     def __call__(self, bgr: np.ndarray, min_score: float = 0.5, input_size: int | None = None) -> list[RawFace]:
-        """Faces in ``bgr`` with the image scaled to ``input_size`` (default: this detector's)."""
-        blob, scale = self._blob(bgr, self.input_size if input_size is None else int(input_size))
-        heat, size, offset, marks = self.session.run(None, {self.input_name: blob})
+        """Faces in ``bgr`` with the image scaled to ``input_size`` (default: this detector's).
+
+        A working size above this detector's own gives its memory back after the run (a 1600 px pass
+        holds ~400 MB while it runs; ONNX Runtime's arena would otherwise keep it for good)."""
+        size_px = self.input_size if input_size is None else int(input_size)
+        blob, scale = self._blob(bgr, size_px)
+        options = self._shrink_after() if size_px > self.input_size else None
+        heat, size, offset, marks = self.session.run(None, {self.input_name: blob}, options)
         faces = _decode_centerface(heat[0, 0], size[0], offset[0], marks[0], min_score, self.STRIDE)
         h, w = bgr.shape[:2]
         return [_rescale(f, 1.0 / scale, w, h) for f in faces]
+
+    @staticmethod
+    def _shrink_after():
+        import onnxruntime as ort
+
+        options = ort.RunOptions()
+        options.add_run_config_entry("memory.enable_memory_arena_shrinkage", "cpu:0")
+        return options
 
     def at_sizes(self, bgr: np.ndarray, min_score: float, sizes: tuple[int, ...]) -> list[RawFace]:
         """Faces found at any of several working sizes (an image pyramid; one session serves all), a face
