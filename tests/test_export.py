@@ -199,7 +199,8 @@ def test_an_onnx_recognizer_matches_the_keras_one_and_pickles(tmp_path, monkeypa
         assert a.emotion == b.emotion and list(a.scores.values()) == pytest.approx(list(b.scores.values()), abs=1e-5)
 
     twin = pickle.loads(pickle.dumps(onnx_rec.ensemble))  # bytes and cards only: sessions are made on use
-    assert isinstance(twin, OnnxEnsemble) and len(pickle.dumps(onnx_rec.ensemble)) < 20e6
+    graphs = sum(len(g) for g in onnx_rec.ensemble.graphs)
+    assert isinstance(twin, OnnxEnsemble) and len(pickle.dumps(onnx_rec.ensemble)) < graphs + 1e6
     faces = parity_faces(32)
     assert np.abs(twin.probabilities(faces) - keras_rec.classify(faces)).max() <= PARITY_TOLERANCE
     again = EmotionRecognizer(twin, input_size=640)  # an OnnxEnsemble as the model implies engine="onnx"

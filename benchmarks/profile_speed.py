@@ -1,0 +1,78 @@
+"""Milliseconds per face of a profile under several manifests, on Keras and on ONNX Runtime, as ratios to the first.
+
+    git worktree add ../before HEAD~5     # another version of the repository, its models beside its manifest
+    python benchmarks/profile_speed.py ../before/models/profiles.json models/profiles.json [--profile photo]
+
+For each manifest (``models/profiles.json`` or a copy of another version, whose member files lie in the
+same folder), in one process and one run: the profile's whole recipe (every member, its TTA views,
+the weights and the prior correction) on one face and on a batch of 8 faces (a group photo), through
+the Keras models (:func:`fer.profiles.load_profile`) and through ONNX Runtime with one thread
+(:func:`fer.onnx_runtime.load_onnx_profile`). Each figure is the median of ``--repeats`` calls after
+warm-up; the ratio columns divide by the first manifest's figure in the same run, so they hold on a
+loaded machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+
+def median_ms_per_face(ensemble, x: np.ndarray, repeats: int) -> float:
+    """Median milliseconds per face of ``ensemble.probabilities(x)``, after three warm-up calls."""
+    for _ in range(3):
+        ensemble.probabilities(x)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        ensemble.probabilities(x)
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times) / len(x)
+
+
+def measure(manifest: Path, profile: str, repeats: int) -> dict[str, float]:
+    from fer.onnx_runtime import load_onnx_profile
+    from fer.profiles import load_profile
+
+    faces = np.random.default_rng(0).integers(0, 256, (8, 48, 48), dtype=np.uint8)
+    out = {}
+    for engine, ensemble in (("keras", load_profile(profile, manifest=manifest)),
+                             ("onnx", load_onnx_profile(profile, manifest=manifest))):
+        out[f"{engine}, 1 face"] = median_ms_per_face(ensemble, faces[:1], repeats)
+        out[f"{engine}, 8 faces"] = median_ms_per_face(ensemble, faces, repeats)
+    return out
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("manifests", nargs="+", type=Path, help="profiles.json files; the first is the baseline")
+    parser.add_argument("--profile", default="photo", choices=("photo", "live"))
+    parser.add_argument("--repeats", type=int, default=30)
+    args = parser.parse_args(argv)
+    missing = [str(m) for m in args.manifests if not m.is_file()]
+    if missing:
+        parser.error(f"no such manifest: {', '.join(missing)}")
+    from fer.profiles import member_files
+
+    rows = [(m, member_files(args.profile, m)[0], measure(m, args.profile, args.repeats)) for m in args.manifests]
+    keys = list(rows[0][2])
+    print(f"profile {args.profile}, ms per face (median of {args.repeats}); ratio to the first manifest\n")
+    print("| manifest | members | " + " | ".join(keys) + " |")
+    print("|---|---|" + "---:|" * len(keys))
+    base = rows[0][2]
+    for manifest, files, ms in rows:
+        cells = " | ".join(f"{ms[k]:.2f}" + (f" ({ms[k] / base[k]:.2f}x)" if ms is not base else "") for k in keys)
+        print(f"| {manifest} | {', '.join(f.stem for f in files)} | {cells} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
