@@ -15,27 +15,14 @@ loaded machine.
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import numpy as np  # noqa: E402
-
-
-def median_ms_per_face(ensemble, x: np.ndarray, repeats: int) -> float:
-    """Median milliseconds per face of ``ensemble.probabilities(x)``, after three warm-up calls."""
-    for _ in range(3):
-        ensemble.probabilities(x)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        ensemble.probabilities(x)
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times) / len(x)
+from member_speed import median_ms  # noqa: E402  (median ms per face of a call, after warm-up)
 
 
 def measure(manifest: Path, profile: str, repeats: int) -> dict[str, float]:
@@ -46,8 +33,8 @@ def measure(manifest: Path, profile: str, repeats: int) -> dict[str, float]:
     out = {}
     for engine, ensemble in (("keras", load_profile(profile, manifest=manifest)),
                              ("onnx", load_onnx_profile(profile, manifest=manifest))):
-        out[f"{engine}, 1 face"] = median_ms_per_face(ensemble, faces[:1], repeats)
-        out[f"{engine}, 8 faces"] = median_ms_per_face(ensemble, faces, repeats)
+        out[f"{engine}, 1 face"] = median_ms(ensemble.probabilities, faces[:1], repeats)
+        out[f"{engine}, 8 faces"] = median_ms(ensemble.probabilities, faces, repeats)
     return out
 
 
