@@ -12,6 +12,9 @@ from fer.profiles import read_manifest
 from synth import make_split
 
 MEMBERS = sorted({m for spec in read_manifest()["profiles"].values() for m in spec["members"]})
+# Architectures whose training step tests/test_efficientnet.py already compiles and runs through `fer train`
+# (a minute each on 2 cores): here only their shipped weights are checked to start a fine-tune.
+TRAINED_ELSEWHERE = {"effnet_lite0"}
 
 
 @pytest.mark.parametrize("profile", ["photo", "live"])
@@ -36,7 +39,13 @@ def test_each_profiles_model_calibrates_with_its_shipped_replay_and_explains_its
     assert why[0].target == int(rec.classify(faces[:1]).argmax())
 
 
-@pytest.mark.parametrize("member", MEMBERS)
+def _architecture(member: str) -> str:
+    from fer.modelfile import read_card
+
+    return read_card(MODELS_DIR / member).architecture
+
+
+@pytest.mark.parametrize("member", [m for m in MEMBERS if _architecture(m) not in TRAINED_ELSEWHERE])
 def test_each_shipped_model_fine_tunes_for_an_epoch(member, tmp_path):
     from fer.data import Dataset, Split
     from fer.modelfile import read_card
@@ -49,3 +58,22 @@ def test_each_shipped_model_fine_tunes_for_an_epoch(member, tmp_path):
     result = train(data, cfg, tmp_path / "tuned.keras", init_model=MODELS_DIR / member)
     assert result.card.architecture == card.architecture and result.card.config["init_model"].endswith(member)
     assert result.model_path.is_file()
+
+
+@pytest.mark.parametrize("member", [m for m in MEMBERS if _architecture(m) in TRAINED_ELSEWHERE])
+def test_shipped_weights_start_a_fine_tune_of_their_architecture(member):
+    """What ``train(init_model=...)`` does before its first step: a fresh training model of the card's architecture
+    (augmentation on, as the Train page builds it) takes every shipped weight and then predicts what the shipped
+    model predicts."""
+    from fer.modelfile import load_model
+    from fer.predictor import compiled_predictor
+    from fer.training import TrainConfig, build_for, weights_for
+
+    shipped, card = load_model(MODELS_DIR / member)
+    fresh = build_for(TrainConfig(arch=card.architecture, camera=0.5), "float32", seed=1)
+    faces = parity_faces(8)[..., None].astype("float32")
+    before = compiled_predictor(fresh)(faces)
+    fresh.set_weights(weights_for(fresh, shipped))
+    want = compiled_predictor(shipped)(faces)
+    np.testing.assert_allclose(compiled_predictor(fresh)(faces), want, atol=1e-5)
+    assert np.abs(before - want).max() > 1e-3  # the fresh model did differ before it took the weights
