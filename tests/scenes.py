@@ -9,7 +9,7 @@ the bounding box of the transformed true box. Shared by the tests and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
@@ -35,6 +35,7 @@ class Scene:
     name: str
     image: np.ndarray  # uint8 BGR
     boxes: list[Box]
+    sources: list[str] = field(default_factory=list)  # the portrait (a FACES key) of each box
 
 
 def load(name: str) -> np.ndarray:
@@ -83,7 +84,7 @@ def portrait(name: str, face_px: float, angle: float = 0.0, mirror: bool = False
     tag = f"{Path(name).stem}{'-mirror' if mirror else ''} {face_px:.0f}px"
     tag += f" rot{angle:+.0f}" if angle else ""
     tag += f" light{light:.2f}" if light != 1.0 else ""
-    return Scene(tag, darken(canvas, light), [box])
+    return Scene(tag, darken(canvas, light), [box], [name])
 
 
 def darken(image: np.ndarray, light: float) -> np.ndarray:
@@ -103,7 +104,7 @@ def grid(face_px: int, cols: int, rows: int, size: tuple[int, int] = (640, 480))
         cx = (i % cols + 0.5) * size[0] / cols
         cy = (i // cols + 0.5) * size[1] / rows
         boxes.append(paste(canvas, names[i % 3], (cx, cy), face_px, mirror=bool((i // 3) % 2), margin=0.45))
-    return Scene(f"grid {cols * rows} x {face_px}px", canvas, boxes)
+    return Scene(f"grid {cols * rows} x {face_px}px", canvas, boxes, [names[i % 3] for i in range(cols * rows)])
 
 
 def group(seed: int, n: int = 5, size: tuple[int, int] = (640, 480)) -> Scene:
@@ -119,7 +120,7 @@ def group(seed: int, n: int = 5, size: tuple[int, int] = (640, 480)) -> Scene:
         cy = float(rng.uniform(0.35, 0.65) * size[1])
         boxes.append(paste(canvas, names[i % 3], (cx, cy), face_px, float(rng.uniform(-20, 20)),
                            bool(rng.integers(2)), margin=0.3))
-    return Scene(f"group of {n} (seed {seed})", canvas, boxes)
+    return Scene(f"group of {n} (seed {seed})", canvas, boxes, [names[i % 3] for i in range(n)])
 
 
 def big_photo(seed: int, size: tuple[int, int] = (4000, 3000), rows: int = 3, cols: int = 4) -> Scene:
@@ -136,7 +137,8 @@ def big_photo(seed: int, size: tuple[int, int] = (4000, 3000), rows: int = 3, co
                            bool(rng.integers(2)), margin=0.45))
     big = float(rng.uniform(0.2, 0.3) * w)
     boxes.append(paste(canvas, names[seed % 3], (0.8 * w, 0.5 * h), big, mirror=bool(seed % 2), margin=0.3))
-    return Scene(f"{w}x{h} photo (seed {seed})", canvas, boxes)
+    sources = [names[i % 3] for i in range(rows * cols)] + [names[seed % 3]]
+    return Scene(f"{w}x{h} photo (seed {seed})", canvas, boxes, sources)
 
 
 def negatives() -> list[Scene]:
@@ -204,5 +206,5 @@ def moving_face(n: int = 60, name: str = "grace_hopper.jpg", face_px: float = 18
         centre = (size[0] / 2 + 80 * np.sin(0.8 * t), size[1] / 2 + 30 * np.sin(1.3 * t))
         canvas = bg.copy()
         box = paste(canvas, name, centre, face_px * (1 + 0.1 * np.sin(0.5 * t)), angle=6 * np.sin(1.1 * t))
-        out.append(Scene(f"moving {i}", canvas, [box]))
+        out.append(Scene(f"moving {i}", canvas, [box], [name]))
     return out
