@@ -95,16 +95,22 @@ def darken(image: np.ndarray, light: float) -> np.ndarray:
     return np.clip(image.astype(np.float64) * light + noise, 0, 255).astype(np.uint8)
 
 
+def in_turn(n: int) -> list[str]:
+    """``n`` portrait names, cycling through :data:`FACES`."""
+    names = list(FACES)
+    return [names[i % len(names)] for i in range(n)]
+
+
 def grid(face_px: int, cols: int, rows: int, size: tuple[int, int] = (640, 480)) -> Scene:
     """``cols`` x ``rows`` faces ``face_px`` wide, cycling through the portraits and their mirrors."""
     canvas = background(size)
-    names = list(FACES)
+    sources = in_turn(cols * rows)
     boxes = []
-    for i in range(cols * rows):
+    for i, name in enumerate(sources):
         cx = (i % cols + 0.5) * size[0] / cols
         cy = (i // cols + 0.5) * size[1] / rows
-        boxes.append(paste(canvas, names[i % 3], (cx, cy), face_px, mirror=bool((i // 3) % 2), margin=0.45))
-    return Scene(f"grid {cols * rows} x {face_px}px", canvas, boxes, [names[i % 3] for i in range(cols * rows)])
+        boxes.append(paste(canvas, name, (cx, cy), face_px, mirror=bool((i // 3) % 2), margin=0.45))
+    return Scene(f"grid {cols * rows} x {face_px}px", canvas, boxes, sources)
 
 
 def group(seed: int, n: int = 5, size: tuple[int, int] = (640, 480)) -> Scene:
@@ -112,15 +118,15 @@ def group(seed: int, n: int = 5, size: tuple[int, int] = (640, 480)) -> Scene:
     and side (mirrored or not)."""
     rng = np.random.default_rng(seed)
     canvas = background(size)
-    names = list(FACES)
+    sources = in_turn(n)
     boxes = []
-    for i in range(n):
+    for i, name in enumerate(sources):
         face_px = float(rng.uniform(50, min(140, 0.75 * size[0] / n)))
         cx = (i + 0.5) * size[0] / n
         cy = float(rng.uniform(0.35, 0.65) * size[1])
-        boxes.append(paste(canvas, names[i % 3], (cx, cy), face_px, float(rng.uniform(-20, 20)),
+        boxes.append(paste(canvas, name, (cx, cy), face_px, float(rng.uniform(-20, 20)),
                            bool(rng.integers(2)), margin=0.3))
-    return Scene(f"group of {n} (seed {seed})", canvas, boxes, [names[i % 3] for i in range(n)])
+    return Scene(f"group of {n} (seed {seed})", canvas, boxes, sources)
 
 
 def big_photo(seed: int, size: tuple[int, int] = (4000, 3000), rows: int = 3, cols: int = 4) -> Scene:
@@ -128,16 +134,16 @@ def big_photo(seed: int, size: tuple[int, int] = (4000, 3000), rows: int = 3, co
     degrees) over the left 60%, and one face 20-30% of the photo's width on the right (a group at the
     back, someone close to the camera)."""
     rng = np.random.default_rng(seed)
-    canvas, names = background(size), list(FACES)
+    canvas = background(size)
     w, h = size
+    sources = in_turn(rows * cols) + [list(FACES)[seed % 3]]
     boxes = []
-    for i in range(rows * cols):
+    for i, name in enumerate(sources[:-1]):
         cx, cy = (i % cols + 0.5) * 0.6 * w / cols, (i // cols + 0.5) * h / rows
-        boxes.append(paste(canvas, names[i % 3], (cx, cy), float(rng.uniform(40, 160)), float(rng.uniform(-15, 15)),
+        boxes.append(paste(canvas, name, (cx, cy), float(rng.uniform(40, 160)), float(rng.uniform(-15, 15)),
                            bool(rng.integers(2)), margin=0.45))
     big = float(rng.uniform(0.2, 0.3) * w)
-    boxes.append(paste(canvas, names[seed % 3], (0.8 * w, 0.5 * h), big, mirror=bool(seed % 2), margin=0.3))
-    sources = [names[i % 3] for i in range(rows * cols)] + [names[seed % 3]]
+    boxes.append(paste(canvas, sources[-1], (0.8 * w, 0.5 * h), big, mirror=bool(seed % 2), margin=0.3))
     return Scene(f"{w}x{h} photo (seed {seed})", canvas, boxes, sources)
 
 

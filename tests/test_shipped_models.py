@@ -7,11 +7,12 @@ import numpy as np
 import pytest
 
 from fer.export import parity_faces
-from fer.modelfile import MODELS_DIR
+from fer.modelfile import MODELS_DIR, read_card
 from fer.profiles import read_manifest
 from synth import make_split
 
 MEMBERS = sorted({m for spec in read_manifest()["profiles"].values() for m in spec["members"]})
+ARCHITECTURES = {m: read_card(MODELS_DIR / m).architecture for m in MEMBERS}
 # Architectures whose training step tests/test_efficientnet.py already compiles and runs through `fer train`
 # (a minute each on 2 cores): here only their shipped weights are checked to start a fine-tune.
 TRAINED_ELSEWHERE = {"effnet_lite0"}
@@ -39,16 +40,9 @@ def test_each_profiles_model_calibrates_with_its_shipped_replay_and_explains_its
     assert why[0].target == int(rec.classify(faces[:1]).argmax())
 
 
-def _architecture(member: str) -> str:
-    from fer.modelfile import read_card
-
-    return read_card(MODELS_DIR / member).architecture
-
-
-@pytest.mark.parametrize("member", [m for m in MEMBERS if _architecture(m) not in TRAINED_ELSEWHERE])
+@pytest.mark.parametrize("member", [m for m in MEMBERS if ARCHITECTURES[m] not in TRAINED_ELSEWHERE])
 def test_each_shipped_model_fine_tunes_for_an_epoch(member, tmp_path):
     from fer.data import Dataset, Split
-    from fer.modelfile import read_card
     from fer.training import TrainConfig, train
 
     card = read_card(MODELS_DIR / member)
@@ -60,7 +54,7 @@ def test_each_shipped_model_fine_tunes_for_an_epoch(member, tmp_path):
     assert result.model_path.is_file()
 
 
-@pytest.mark.parametrize("member", [m for m in MEMBERS if _architecture(m) in TRAINED_ELSEWHERE])
+@pytest.mark.parametrize("member", [m for m in MEMBERS if ARCHITECTURES[m] in TRAINED_ELSEWHERE])
 def test_shipped_weights_start_a_fine_tune_of_their_architecture(member):
     """What ``train(init_model=...)`` does before its first step: a fresh training model of the card's architecture
     (augmentation on, as the Train page builds it) takes every shipped weight and then predicts what the shipped
