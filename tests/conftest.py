@@ -2,11 +2,6 @@
 
 from __future__ import annotations
 
-import fcntl
-import os
-from pathlib import Path
-from typing import Callable
-
 import pytest
 
 from ui.native import preload_webrtc
@@ -14,27 +9,6 @@ from ui.native import preload_webrtc
 # The app tests run pages that import streamlit-webrtc (aiortc) in the same process where other
 # tests have already loaded TensorFlow; bind the SRTP library first (see ui/native.py).
 preload_webrtc()
-
-
-def built_once(tmp_path_factory, name: str, build: Callable[[Path], Path]) -> Path:
-    """``build(folder)``'s result, built once per test session even when pytest-xdist runs several workers.
-
-    A session fixture runs once per worker process; a fixture that trains a model would train it on every
-    worker. Under xdist the first worker to ask builds in a folder of the session's temporary root (common to
-    its workers) under a file lock, and the others wait for it, then reuse the result. Callers only read it.
-    """
-    if not os.environ.get("PYTEST_XDIST_WORKER"):
-        return build(tmp_path_factory.mktemp(name))
-    root = tmp_path_factory.getbasetemp().parent / f"shared-{name}"
-    with open(f"{root}.lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
-        done = root / "built.txt"
-        if done.is_file():
-            return Path(done.read_text())
-        root.mkdir(exist_ok=True)
-        result = build(root)
-        done.write_text(str(result))
-        return result
 
 
 @pytest.fixture(scope="session")
@@ -51,7 +25,7 @@ def model_path(tmp_path_factory):
     (x, y), (tx, ty) = make_split(10, 1), make_split(3, 2)
     data = Dataset("generated faces", "synth", {"train": Split(x, y), "public_test": Split(tx, ty)})
     cfg = TrainConfig(arch="vgg", epochs=3, batch_size=16, augment=False, warmup_epochs=0)
-    return built_once(tmp_path_factory, "model", lambda root: train(data, cfg, root / "vgg.keras").model_path)
+    return train(data, cfg, tmp_path_factory.mktemp("model") / "vgg.keras").model_path
 
 
 @pytest.fixture(scope="session")
@@ -65,8 +39,8 @@ def tiny_run(tmp_path_factory):
     from fer.training import TrainConfig, train
     from test_training import CFG, tiny_data
 
-    return built_once(tmp_path_factory, "tiny_run",
-                      lambda root: train(tiny_data(), TrainConfig(**CFG, epochs=2), root / "base.keras").model_path)
+    out = tmp_path_factory.mktemp("tiny_run") / "base.keras"
+    return train(tiny_data(), TrainConfig(**CFG, epochs=2), out).model_path
 
 
 @pytest.fixture()
