@@ -129,24 +129,23 @@ def conditions(profile: str, input_size: int | None) -> None:
           f"{input_size or 'default'}; clean: {sum(map(len, clean))}/{total} found\n")
     print("| photo condition | faces found | label kept (of the faces found clean) |")
     print("|---|---|---|")
-    portraits = sorted({name for s in data for name in s.sources})
-    kept_by = {name: [0, 0] for name in portraits}  # portrait -> [kept, of], over all conditions
+    kept_by = Counter()  # portrait -> labels kept, over all conditions
     for cond, what in PHOTO_CONDITIONS.items():
         found = kept = 0
         for k, (scene, ref) in enumerate(zip(data, clean)):
             img = degrade_photo(scene.image, cond, seed=k)
             got = _labels_by_truth(rec.analyze(img, input_size=input_size), scene.boxes, photo_scale(cond))
             found += len(got)
-            kept += sum(got.get(i) == label for i, label in ref.items())
             for i, label in ref.items():
-                kept_by[scene.sources[i]][0] += got.get(i) == label
-                kept_by[scene.sources[i]][1] += 1
+                hit = got.get(i) == label
+                kept += hit
+                kept_by[scene.sources[i]] += hit
         print(f"| {cond}: {what} | {found}/{total} | {kept}/{sum(map(len, clean))} |", flush=True)
     print("\n| portrait | clean labels | label kept, all conditions |\n|---|---|---|")
-    for name in portraits:
+    for name in sorted({name for s in data for name in s.sources}):
         labels = Counter(ref[i] for scene, ref in zip(data, clean) for i in ref if scene.sources[i] == name)
         print(f"| {name} | {', '.join(f'{n} {e}' for e, n in labels.most_common())} | "
-              f"{kept_by[name][0]}/{kept_by[name][1]} |")
+              f"{kept_by[name]}/{labels.total() * len(PHOTO_CONDITIONS)} |")
 
 
 def big_photos(min_score: float) -> None:
