@@ -1,11 +1,13 @@
 """Write ``models/profiles.json``: the photo and live profiles, their prior correction and their figures.
 
     python scripts/build_profiles.py --data path/to/fer2013 \
-        --photo fer_default.keras fer_resnet.keras --photo-tta flip --photo-weights auto --live fer_default.keras
+        --photo fer_default.keras fer_resnet.keras --photo-tta flip --photo-weights auto \
+        --live fer_default.keras fer_effnet.keras --live-weights auto
 
 For each profile: the members' probabilities on public_test (never trained on), ``tau`` chosen there
 by balanced accuracy with plain accuracy kept within 0.3 points (:func:`fer.prior.tune_tau`), the
-metrics with and without the correction, and the classifier's cost per face (median over repeats of
+metrics with and without the correction, the members' weights (given, equal, or chosen there by
+:func:`choose_weights`), and the classifier's cost per face (median over repeats of
 one face through :meth:`fer.profiles.Ensemble.probabilities`, after warm-up). Each member's card also
 gets its own ``prior`` and ``tau`` (one pass), so that a model used alone keeps its correction.
 """
@@ -102,7 +104,7 @@ def choose_weights(probs: list[np.ndarray], y: np.ndarray, prior) -> tuple[list[
     worse than its best model), the one with the highest prior-corrected balanced accuracy. ``probs``
     are the members' uncorrected probabilities on public_test, ``y`` its labels."""
     if len(probs) < 2:
-        raise ValueError("--photo-weights auto needs two or more photo members")
+        raise ValueError("weights 'auto' need two or more members in the profile")
     floor = max(corrected_scores(p, y, prior)[1] for p in probs)
     table = []
     for weights in weight_grid(len(probs)):
@@ -126,47 +128,76 @@ def member_report(names: list[str], probs: list[np.ndarray], y: np.ndarray) -> d
     return {"accuracy_alone": alone, "pairs": pairs}
 
 
+def weights_help(name: str) -> str:
+    return (f"the {name} members' weights in the average: numbers, 'equal' (default), or 'auto' "
+            "(chosen on public_test, see choose_weights)")
+
+
+def check_weight_args(members: list[str], weights: list[str], flag: str) -> list[str]:
+    """``weights`` as given on the command line: 'equal', 'auto' (two or more members) or one positive
+    number per member; ``SystemExit`` with the fix otherwise."""
+    if weights in (["equal"], ["auto"]):
+        if weights == ["auto"] and len(members) < 2:
+            raise SystemExit(f"error: {flag} auto needs two or more members; give one more model or drop it")
+        return weights
+    try:
+        if len(weights) == len(members) and min(float(w) for w in weights) > 0:
+            return weights
+    except ValueError:
+        pass
+    raise SystemExit(f"error: {flag} takes 'equal', 'auto' or {len(members)} positive numbers, one per model; "
+                     f"got {' '.join(weights)}")
+
+
+def weigh(ensemble: Ensemble, members: list[str], weights: list[str], split) -> tuple[Ensemble, dict]:
+    """``ensemble`` with its members' weights, and (for 'auto') the weight table and the members' report."""
+    if weights == ["equal"]:
+        return ensemble, {}
+    if weights != ["auto"]:
+        return replace(ensemble, weights=[float(w) for w in weights]), {}
+    probs = [replace(ensemble, models=[m], cards=[c], weights=None).probabilities(split.x, corrected=False)
+             for m, c in zip(ensemble.models, ensemble.cards)]
+    chosen, table = choose_weights(probs, split.y, ensemble.prior)
+    extra = {"weight_table": table, "members_report": member_report(members, probs, split.y)}
+    for pair in extra["members_report"]["pairs"]:
+        print(f"  {' vs '.join(pair['members'])}: disagree {pair['disagree']:.1%}, "
+              f"both wrong {pair['both_wrong']:.1%}", flush=True)
+    return replace(ensemble, weights=chosen), extra
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--data", required=True, help="FER2013 with its public_test split")
     ap.add_argument("--photo", nargs="+", required=True, metavar="MODEL", help="model files in models/")
     ap.add_argument("--photo-tta", default="flip", choices=("flip", "crops"))
-    ap.add_argument("--photo-weights", nargs="+", default=["equal"], metavar="W",
-                    help="the photo members' weights in the average: numbers, 'equal' (default), or 'auto' "
-                         "(chosen on public_test, see choose_weights)")
-    ap.add_argument("--live", required=True, metavar="MODEL", help="one model file in models/")
+    ap.add_argument("--photo-weights", nargs="+", default=["equal"], metavar="W", help=weights_help("photo"))
+    ap.add_argument("--live", nargs="+", required=True, metavar="MODEL",
+                    help="model files in models/, one pass each (the first is the one calibration fine-tunes)")
+    ap.add_argument("--live-weights", nargs="+", default=["equal"], metavar="W", help=weights_help("live"))
     ap.add_argument("--out", default=str(MODELS_DIR / "profiles.json"))
     args = ap.parse_args(argv)
+    recipes = {
+        "photo": (args.photo, args.photo_tta, check_weight_args(args.photo, args.photo_weights, "--photo-weights")),
+        "live": (args.live, None, check_weight_args(args.live, args.live_weights, "--live-weights")),
+    }
     command = "python scripts/build_profiles.py " + " ".join(shlex.quote(a) for a in (argv or sys.argv[1:]))
     command = command.replace(args.data, "path/to/fer2013")
     split = load_dataset(args.data).split("public_test")
     out = Path(args.out)
-    names = list(dict.fromkeys([*args.photo, args.live]))
+    names = list(dict.fromkeys([*args.photo, *args.live]))
     loaded = {n: load_model(out.parent / n)[0] for n in names}
     for n in names:
         update_member_card(out.parent / n, loaded[n], split)
     cards = {n: read_card(out.parent / n) for n in names}
     face = split.x[:1]
-    recipes = {"photo": (args.photo, args.photo_tta), "live": ([args.live], None)}
     doc = {"format": MANIFEST_FORMAT, "split": "public_test", "profiles": {}}
-    for name, (members, tta) in recipes.items():
+    for name, (members, tta, weights) in recipes.items():
         member_cards = [cards[m] for m in members]
         ensemble = Ensemble([loaded[m] for m in members], member_cards, tta, card_prior(member_cards))
-        extra = {}
-        if name == "photo" and args.photo_weights == ["auto"]:
-            probs = [replace(ensemble, models=[m], cards=[c], weights=None).probabilities(split.x, corrected=False)
-                     for m, c in zip(ensemble.models, ensemble.cards)]
-            weights, extra["weight_table"] = choose_weights(probs, split.y, ensemble.prior)
-            extra["members_report"] = member_report(members, probs, split.y)
-            for pair in extra["members_report"]["pairs"]:
-                print(f"  {' vs '.join(pair['members'])}: disagree {pair['disagree']:.1%}, "
-                      f"both wrong {pair['both_wrong']:.1%}", flush=True)
-            ensemble = replace(ensemble, weights=weights)
-        elif name == "photo" and args.photo_weights != ["equal"]:
-            ensemble = replace(ensemble, weights=[float(w) for w in args.photo_weights])
-        weights = {"weights": [round(w, 4) for w in ensemble.weights]} if len(members) > 1 else {}
+        ensemble, extra = weigh(ensemble, members, weights, split)
+        weighted = {"weights": [round(w, 4) for w in ensemble.weights]} if len(members) > 1 else {}
         entry = profile_entry(name, ensemble, split, face, command)
-        doc["profiles"][name] = {"members": members, **weights, "tta": tta, **entry, **extra}
+        doc["profiles"][name] = {"members": members, **weighted, "tta": tta, **entry, **extra}
         pt = entry["public_test"]
         print(f"{name}: tau {entry['tau']}  accuracy {pt['accuracy']} (uncorrected {pt['uncorrected']['accuracy']})"
               f"  balanced {pt['balanced_accuracy']} (uncorrected {pt['uncorrected']['balanced_accuracy']})"
@@ -174,7 +205,6 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
-
 
 if __name__ == "__main__":
     raise SystemExit(main())
