@@ -34,7 +34,7 @@ try:
         from ui.browser_live import browser_live, bundle_config
 
         state.check_selection(sel)
-        browser_config = bundle_config(sel.key, state.LIVE_PROFILE)
+        browser_config = bundle_config(sel.key)
     else:
         recognizer = state.recognizer(sel, state.LIVE_PROFILE)
 except ValueError as exc:

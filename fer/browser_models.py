@@ -2,14 +2,14 @@
 
 ::
 
-    from fer.onnx_runtime import load_onnx_profile
-    bundle = browser_bundle(load_onnx_profile("live"), out_dir)   # writes two content-keyed .onnx files
+    bundle = browser_bundle(browser_profile(), out_dir)           # writes two content-keyed .onnx files
     bundle.detector, bundle.model                                 # their names in out_dir
     bundle.config()                                               # the numbers the page's JavaScript uses
 
 The browser runs the same steps as :class:`fer.stream.LiveStream` (see ``ui/browser_live/``): the
-same CenterFace graph (with free input sizes, :func:`fer.detectors.free_shape_model`), the same
-emotion graph as ONNX Runtime here (:func:`fer.onnx_runtime.load_onnx_profile`), and every number
+same CenterFace graph (with free input sizes, :func:`fer.detectors.free_shape_model`), the
+emotion graph that ONNX Runtime runs here for one model under the live recipe (:func:`browser_profile`:
+for the shipped models, the live profile's first member alone), and every number
 (thresholds, framing template, prior and tau, smoothing) read from this package, never retyped in JS.
 No Streamlit and no Keras here.
 """
@@ -94,6 +94,20 @@ def _write_keyed(folder: Path, stem: str, data: bytes) -> str:
     return name
 
 
+def browser_profile(model: str | Path | None = None):
+    """What the in-browser mode runs: ``model`` (a .keras path), or for the shipped models (None) the live
+    profile's first member, alone under the live recipe (one pass, the prior and tau of its own card), as
+    an :class:`fer.onnx_runtime.OnnxEnsemble`. The live profile's other members stay on the server: on
+    the page's one WASM thread the pretrained effnet member costs about 30 ms a frame more
+    (docs/browser_live.md), which would halve the page's frame rate."""
+    from fer.onnx_runtime import load_onnx_profile
+    from fer.profiles import member_files
+
+    if model is None:
+        model = member_files("live")[0][0]
+    return load_onnx_profile("live", model)
+
+
 def browser_bundle(ensemble, folder: str | Path) -> BrowserBundle:
     """Write the detector's and ``ensemble``'s ONNX graphs into ``folder`` (content-keyed, so a new model
     gets new names and browsers never use a stale cached file) and return them with the recipe.
@@ -104,7 +118,7 @@ def browser_bundle(ensemble, folder: str | Path) -> BrowserBundle:
 
     if len(ensemble.graphs) != 1 or ensemble.tta is not None:
         raise ValueError(f"the in-browser live mode runs one model in one pass; this profile has "
-                         f"{len(ensemble.graphs)} model(s) with tta={ensemble.tta!r}: use the 'live' profile")
+                         f"{len(ensemble.graphs)} model(s) with tta={ensemble.tta!r}: use browser_profile()")
     folder = Path(folder)
     try:
         detector = _write_keyed(folder, "centerface", free_shape_model(centerface_model_path()))

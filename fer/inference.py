@@ -3,7 +3,7 @@
 ::
 
     rec = EmotionRecognizer()                    # the "photo" profile: shipped ensemble, flip TTA
-    rec = EmotionRecognizer(profile="live")      # one model, one pass: video and webcams
+    rec = EmotionRecognizer(profile="live")      # one pass per model: video and webcams
     rec = EmotionRecognizer("mine.keras")        # a model of your own, under the photo recipe
     for face in rec.analyze(frame_bgr):          # OpenCV / streamlit-webrtc "bgr24" frames
         print(face.box, face.emotion, face.score)
@@ -78,7 +78,7 @@ class EmotionRecognizer:
     """Detector + aligner + emotion model(s), ready for photos and video frames (thread-safe).
 
     ``profile`` picks the recipe (:data:`fer.profiles.PROFILES`): "photo" (default; the shipped ensemble,
-    or ``model`` alone, with flip TTA) or "live" (one model, one pass); both prior-corrected.
+    or ``model`` alone, with flip TTA) or "live" (one pass per model; ``model`` alone: one pass); both prior-corrected.
 
     ``detector`` is "centerface" (default) or "haar"; ``input_size`` the longer side CenterFace
     works at (320: 30+ frames/s on 2 cores, faces from ~1/13 of the frame's longer side);

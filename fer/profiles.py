@@ -1,4 +1,4 @@
-"""Prediction profiles: *photo* (an ensemble with test-time augmentation) and *live* (one model, one pass).
+"""Prediction profiles: *photo* (an ensemble with test-time augmentation) and *live* (one pass per model).
 
 Both correct the FER2013 class prior (:mod:`fer.prior`). The shipped profiles are defined in
 ``models/profiles.json``::
@@ -6,7 +6,8 @@ Both correct the FER2013 class prior (:mod:`fer.prior`). The shipped profiles ar
     {"format": 1,
      "profiles": {"photo": {"members": ["fer_default.keras", ...], "weights": [0.75, ...], "tta": "flip",
                             "tau": 0.5, ...},
-                  "live":  {"members": ["fer_live.keras"], "tta": null, "tau": 0.4, ...}}}
+                  "live":  {"members": ["fer_default.keras", "fer_effnet.keras"], "weights": [0.6, 0.4],
+                            "tta": null, "tau": 0.5, ...}}}
 
 Each member is a model file beside the manifest, with its card, and an optional weight in the
 average (equal when absent); the prior comes from the members'
@@ -30,7 +31,7 @@ from fer.prior import adjust, check_prior
 
 PROFILES = {
     "photo": "the most accurate: the shipped ensemble, each model with flip TTA, prior-corrected",
-    "live": "the fastest: one model, one pass, prior-corrected (the webcam)",
+    "live": "the fastest: two models, one pass each, prior-corrected (the webcam)",
 }
 DEFAULT_PROFILE = "photo"
 RECIPE_TTA = {"photo": "flip", "live": None}

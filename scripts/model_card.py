@@ -27,7 +27,7 @@ BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 DATA = "path/to/fer2013"
 PROFILE_TEXT = {
     "photo": "what *Analyze photos*, `predict` and `video` use",
-    "live": "one pass per face: the live webcam",
+    "live": "one pass per model: the live webcam",
 }
 FALLBACK = {  # no `profiles` in the card: the single model, with and without flip TTA
     "photo": ("public_test_tta_flip", "the shipped model with flip TTA (2x cost)",
@@ -232,7 +232,7 @@ def render_robustness(baselines: dict) -> list[str]:
     for c in conditions:
         out.append(f"| {c} | " + " | ".join(pct(results[n]["conditions"][c]["accuracy"]) for n in names) + " |")
     out += [f"| **mean of the {len(conditions)}** | " + " | ".join(f"**{pct(results[n]['mean'])}**" for n in names)
-            + " |", "", f"Measured by `{rob['command']}`{remeasured(rob)}; one model: `python -m fer evaluate --data "
+            + " |", "", f"Measured by `{rob['command']}`{remeasured(rob)}; one profile: `python -m fer evaluate --data "
             f"{DATA} --profile live --corruptions all`. The ranges of each condition: `fer.corruptions.RANGES`.", ""]
     return out
 

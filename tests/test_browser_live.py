@@ -14,7 +14,7 @@ import pytest
 from onnx import TensorProto, helper
 
 from app_helpers import REPO
-from fer.browser_models import KEEP_FILES, browser_bundle, live_recipe
+from fer.browser_models import KEEP_FILES, browser_bundle, browser_profile, live_recipe
 from fer.modelfile import ModelCard
 from fer.onnx_runtime import OnnxEnsemble
 
@@ -120,11 +120,26 @@ def test_recipe_numbers_come_from_the_python_live_path():
 
 def test_bundle_refuses_an_ensemble_and_prunes_old_models(tmp_path):
     two = OnnxEnsemble([tiny_graph(0.0), tiny_graph(1.0)], [ModelCard("tiny"), ModelCard("tiny")])
-    with pytest.raises(ValueError, match="one model in one pass"):
+    with pytest.raises(ValueError, match="one model in one pass.*browser_profile"):
         browser_bundle(two, tmp_path)
     for k in range(KEEP_FILES + 2):
         browser_bundle(ensemble(float(k)), tmp_path)
     assert len(list(tmp_path.glob("emotion-*.onnx"))) == KEEP_FILES
+
+
+def test_browser_runs_the_live_profiles_first_member_alone_under_its_own_correction():
+    """The shipped models in the page: the live profile's first model, one pass, its card's prior and tau
+    (as for a model of the user's own), not the whole live profile."""
+    from fer.modelfile import read_card
+    from fer.profiles import member_files
+
+    first = member_files("live")[0][0]
+    shipped = browser_profile()
+    assert len(shipped.graphs) == 1 and shipped.tta is None and shipped.passes == 1
+    card = read_card(first)
+    assert shipped.tau == card.tau and np.allclose(shipped.prior, card.prior)
+    faces = np.random.default_rng(3).integers(0, 255, (4, 48, 48), dtype=np.uint8)
+    np.testing.assert_allclose(shipped.probabilities(faces), browser_profile(first).probabilities(faces), atol=1e-6)
 
 
 def test_bundle_in_an_unwritable_folder_says_so(tmp_path):

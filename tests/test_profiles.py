@@ -84,26 +84,36 @@ def test_bad_manifests_say_what_is_wrong(tmp_path, doc, message):
         read_manifest(path)
 
 
-def test_shipped_profiles_photo_is_an_ensemble_with_tta_and_live_one_pass():
-    from fer.inference import EmotionRecognizer
+def shipped_members_average(spec: dict, faces: np.ndarray, tta: str | None) -> np.ndarray:
+    """A shipped profile's uncorrected output, computed here: each member called on the faces (and their
+    mirrors for flip TTA), averaged with the manifest's weights (equal if absent)."""
     from fer.modelfile import MODELS_DIR, load_model
+
+    members = [load_model(MODELS_DIR / m)[0] for m in spec["members"]]
+    weights = spec.get("weights")  # the members' shares of the average
+    assert weights is None or (len(weights) == len(members) and abs(sum(weights) - 1) < 1e-3)
+    views = [faces] + ([faces[:, :, ::-1]] if tta == "flip" else [])
+    return np.average([np.mean([m(v[..., None].astype("float32")).numpy() for v in views], axis=0)
+                       for m in members], axis=0, weights=weights)
+
+
+def test_shipped_profiles_photo_is_an_ensemble_with_tta_and_live_one_pass_per_model():
+    from fer.inference import EmotionRecognizer
 
     doc = read_manifest()
     assert set(doc["profiles"]) == set(PROFILES)
     photo, live = EmotionRecognizer(), EmotionRecognizer(profile="live")
-    assert photo.profile == "photo" and photo.tta == "flip" and live.tta is None and live.ensemble.passes == 1
+    assert photo.profile == "photo" and photo.tta == "flip" and live.tta is None
     assert photo.ensemble.passes == 2 * len(doc["profiles"]["photo"]["members"]) <= 8
-    assert photo.ensemble.tau == doc["profiles"]["photo"]["tau"] and photo.ensemble.prior is not None
+    assert live.ensemble.passes == len(doc["profiles"]["live"]["members"]) <= 2  # the webcam's budget
+    assert live.model is not None and doc["profiles"]["live"]["members"][0] == "fer_default.keras"  # calibration's
     faces = np.random.default_rng(0).integers(0, 255, (3, 48, 48), dtype=np.uint8)
-    members = [load_model(MODELS_DIR / m)[0] for m in doc["profiles"]["photo"]["members"]]
-    weights = doc["profiles"]["photo"].get("weights")  # the members' shares of the average (equal if absent)
-    assert weights is None or (len(weights) == len(members) and abs(sum(weights) - 1) < 1e-3)
-    raw = np.average([(m(faces[..., None].astype("float32")).numpy() +
-                       m(faces[:, :, ::-1, None].astype("float32")).numpy()) / 2 for m in members], axis=0,
-                     weights=weights)
-    expected = adjust(raw, photo.ensemble.prior, photo.ensemble.tau)
-    np.testing.assert_allclose(photo.classify(faces), expected, atol=1e-4)
-    np.testing.assert_allclose(photo.classify(faces, corrected=False), raw, atol=1e-4)
+    for rec in (photo, live):
+        spec = doc["profiles"][rec.profile]
+        assert rec.ensemble.tau == spec["tau"] and rec.ensemble.prior is not None
+        raw = shipped_members_average(spec, faces, rec.tta)
+        np.testing.assert_allclose(rec.classify(faces), adjust(raw, rec.ensemble.prior, rec.ensemble.tau), atol=1e-4)
+        np.testing.assert_allclose(rec.classify(faces, corrected=False), raw, atol=1e-4)
     with pytest.raises(ValueError, match="unknown profile"):
         EmotionRecognizer(profile="fast")
 
@@ -131,6 +141,21 @@ def test_auto_weights_cover_the_simplex_and_favour_the_informative_member():
     assert len(table) == 36 and weights[1] == max(weights) and weights[1] >= 0.6
     with pytest.raises(ValueError, match="two or more"):
         script.choose_weights([good], y, FER_PRIOR)
+
+
+def test_build_profiles_checks_its_weight_arguments_before_loading_anything():
+    from test_pins import load_script
+
+    script = load_script("build_profiles")
+    two = ["a.keras", "b.keras"]
+    assert script.check_weight_args(two, ["auto"], "--live-weights") == ["auto"]
+    assert script.check_weight_args(two, ["0.6", "0.4"], "--live-weights") == ["0.6", "0.4"]
+    assert script.check_weight_args(["a.keras"], ["equal"], "--live-weights") == ["equal"]
+    for members, weights, why in ((["a.keras"], ["auto"], "two or more members"),
+                                  (two, ["0.5"], "2 positive numbers"), (two, ["1", "-1"], "2 positive numbers"),
+                                  (two, ["x", "1"], "2 positive numbers")):
+        with pytest.raises(SystemExit, match=why):
+            script.check_weight_args(members, weights, "--live-weights")
 
 
 def test_members_report_counts_disagreements_and_shared_errors():

@@ -27,8 +27,8 @@ TINY_RUNS = {
     "scripts/plot_history.py": (["models/fer_default.keras", "{tmp}/history.png"], "wrote"),
     "benchmarks/fer_framing.py": (["--no-measure", "--picture", "{tmp}/framing.png"], "framing.png"),
     "benchmarks/member_speed.py": (["models/fer_default.keras", "--repeats", "2"], "| fer_default.keras | "),
-    "benchmarks/profile_speed.py": (["models/profiles.json", "--profile", "live", "--repeats", "2"],
-                                    "| models/profiles.json | fer_default | "),
+    "benchmarks/profile_speed.py": (["models/profiles.json", "--profile", "live", "--repeats", "2",
+                                     "--stream-frames", "3"], "| models/profiles.json | fer_default, fer_effnet | "),
 }
 """The scripts whose real work takes a few seconds on 2 cores, with arguments that keep it that small."""
 

@@ -244,10 +244,11 @@ LIVE_MODES = {
     SERVER: "On the server",
 }
 MODE_HELP = {
-    BROWSER: "The face detector and the emotion model run in this page: the video never leaves your device "
+    BROWSER: "The face detector and one emotion model run in this page: the video never leaves your device "
              "and no relay server is needed.",
     SERVER: "Your camera is streamed to the server over WebRTC and sent back with the faces drawn on "
-            "(behind strict firewalls this needs a TURN relay).",
+            "(behind strict firewalls this needs a TURN relay). The server runs the whole live profile "
+            "(two models for the shipped one).",
 }
 LOCAL_HOSTS = ("localhost", "127.0.0.1", "::1", "[::1]")
 

@@ -51,7 +51,7 @@ def _model_key(path: Path) -> str:
 
 PHOTO_PROFILE, LIVE_PROFILE = "photo", "live"
 """Photos and videos use the photo profile (for the shipped model: the ensemble with flip TTA; for a
-model of your own: it with flip TTA), the live webcam the live profile (one model, one pass); both
+model of your own: it with flip TTA), the live webcam the live profile (one pass per model); both
 prior-corrected (see fer.profiles)."""
 
 
@@ -106,8 +106,17 @@ def recognizer(selection: Selection, profile: str = PHOTO_PROFILE, engine: str |
 
 
 def keras_model(selection: Selection):
-    """The selected model as a Keras model (what calibration fine-tunes): imports TensorFlow, once."""
-    return recognizer(selection, LIVE_PROFILE, engine="keras").model
+    """The selected model file as a Keras model (what calibration fine-tunes; for the shipped model, the
+    live profile's first member, not the whole profile): imports TensorFlow, once. Never modified."""
+    check_selection(selection)
+    return _cached_keras_model(selection.key)
+
+
+@st.cache_resource(max_entries=2, show_spinner="Loading the Keras model…")
+def _cached_keras_model(key: str):
+    from fer.modelfile import load_model
+
+    return load_model(Path(key.rsplit("|", 1)[0]))[0]
 
 
 def model_selector(cfg: Settings) -> Selection:

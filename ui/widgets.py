@@ -101,7 +101,8 @@ def profiles_table(doc: dict) -> None:
     pct = st.column_config.NumberColumn(format="%.4f")
     st.dataframe(profiles_rows(doc), hide_index=True, column_config={
         k: pct for k in ("accuracy", "balanced accuracy", "uncorrected accuracy", "uncorrected balanced")})
-    st.caption("FER2013 public_test (3,589 faces). Photos and videos use **photo**, the live webcam **live**. "
+    st.caption("FER2013 public_test (3,589 faces). Photos and videos use **photo**, the live webcam **live** "
+               "(in the browser mode: its first model alone). "
                "Both divide out the training set's class prior (tau chosen on public_test balanced accuracy), so "
                "rare emotions such as disgust and fear are not under-called. Measure with "
                "`python -m fer evaluate --data path/to/fer2013 --profile photo|live`.")

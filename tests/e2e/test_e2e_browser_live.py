@@ -127,8 +127,10 @@ def test_calibration_snapshots_from_the_browser_mode(page, server):
 
 
 def test_browser_mode_gives_the_servers_answer(page, server, frames):
-    """The recorded frames through the page's own pipeline and through the live profile in Python."""
+    """The recorded frames through the page's own pipeline and through the same recipe in Python (the live
+    profile's first model alone, :func:`fer.browser_models.browser_profile`)."""
     import fer
+    from fer.browser_models import browser_profile
     from fer.results import iou_matrix
 
     frame = component(page)
@@ -142,7 +144,7 @@ def test_browser_mode_gives_the_servers_answer(page, server, frames):
                 const bytes = new Uint8Array(await data.arrayBuffer());
                 return (await window.ferLive.analyse(bytes, w, h)).raw;
             }""", [base64.b64encode(rgba.tobytes()).decode(), f.shape[1], f.shape[0]]))
-    stream = fer.EmotionRecognizer(profile="live", engine="onnx").stream()
+    stream = fer.EmotionRecognizer(browser_profile(), profile="live").stream()
     n = same = 0
     worst = 0.0
     for f, faces in zip(frames, js):

@@ -25,23 +25,22 @@ _component = components.declare_component("browser_live", path=str(BUILD_DIR))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Preparing the models for your browser…")
-def _bundle_config(model_key: str, profile: str) -> dict[str, Any]:
+def _bundle_config(model_key: str) -> dict[str, Any]:
     """The ONNX files (written once per model into build/models/) and the live recipe, for ``model_key``."""
-    from fer.browser_models import browser_bundle
+    from fer.browser_models import browser_bundle, browser_profile
     from fer.draw import EMOTION_COLORS
     from fer.modelfile import DEFAULT_MODEL
-    from fer.onnx_runtime import load_onnx_profile
 
     path = Path(model_key.rsplit("|", 1)[0])
-    model = None if path == DEFAULT_MODEL.resolve() else path  # the shipped model stands for the shipped profile
-    bundle = browser_bundle(load_onnx_profile(profile, model), MODELS_DIR)
+    model = None if path == DEFAULT_MODEL.resolve() else path  # the shipped model: the live profile's first member
+    bundle = browser_bundle(browser_profile(model), MODELS_DIR)
     return {**bundle.config(), "detector": f"models/{bundle.detector}", "model": f"models/{bundle.model}",
             "colors": dict(EMOTION_COLORS)}
 
 
-def bundle_config(model_key: str, profile: str = "live") -> dict[str, Any]:
+def bundle_config(model_key: str) -> dict[str, Any]:
     """:func:`_bundle_config`, cached per model file (ValueError with the reason when it cannot be made)."""
-    return _bundle_config(model_key, profile)
+    return _bundle_config(model_key)
 
 
 def browser_live(config: dict[str, Any], *, smoothing: bool, min_score: float, key: str,
