@@ -31,7 +31,7 @@ from fer.prior import adjust, check_prior
 
 PROFILES = {
     "photo": "the most accurate: the shipped ensemble, each model with flip TTA, prior-corrected",
-    "live": "the fastest: two models, one pass each, prior-corrected (the webcam)",
+    "live": "the fastest: one pass per model, prior-corrected (the webcam)",
 }
 DEFAULT_PROFILE = "photo"
 RECIPE_TTA = {"photo": "flip", "live": None}
