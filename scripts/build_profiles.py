@@ -172,7 +172,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--photo-tta", default="flip", choices=("flip", "crops"))
     ap.add_argument("--photo-weights", nargs="+", default=["equal"], metavar="W", help=weights_help("photo"))
     ap.add_argument("--live", nargs="+", required=True, metavar="MODEL",
-                    help="model files in models/, one pass each (the first is the one calibration fine-tunes)")
+                    help="model files in models/, one pass each; the first, fer_default.keras, is also what "
+                         "the in-browser mode runs alone and what calibration fine-tunes")
     ap.add_argument("--live-weights", nargs="+", default=["equal"], metavar="W", help=weights_help("live"))
     ap.add_argument("--out", default=str(MODELS_DIR / "profiles.json"))
     args = ap.parse_args(argv)
@@ -205,6 +206,7 @@ def main(argv: list[str] | None = None) -> int:
     out.write_text(json.dumps(doc, indent=2) + "\n")
     print(f"wrote {out}")
     return 0
+
 
 if __name__ == "__main__":
     raise SystemExit(main())
