@@ -336,8 +336,9 @@ def save_controls(state: dict) -> None:
 
 with st.expander("Calibrate to my face", icon=":material/face:",
                  expanded=bool(capture.total() or capture.active or "calib_result" in ss)):
-    st.caption("Act each emotion for the camera; the model's last layer is then fine-tuned to your face (a few "
-               "seconds), mixed with FER2013 faces so it does not forget everyone else.")
+    st.caption("Act each emotion for the camera; the selected model's last layer is then fine-tuned to your face "
+               "(a few seconds), mixed with FER2013 faces so it does not forget everyone else. The personal model "
+               "then runs alone (for the shipped model: without the live profile's second model).")
     capture_controls()
     capture_status()
     gallery()
