@@ -1,0 +1,168 @@
+"""8-bit ONNX graphs of the emotion models: what they would gain in speed and lose in accuracy.
+
+    python benchmarks/int8_speed.py models/fer_default.keras models/fer_effnet.keras --data path/to/fer2013 \
+        [--calibration 1024] [--conditions] [--repeats 200]
+
+For each ``.keras`` file, in one process: its float32 ONNX graph (``fer.onnx_runtime.onnx_for_file``, the graph
+the app runs) and an int8 copy made here with ONNX Runtime's static quantization (QDQ format, int8 weights per
+output channel, uint8 activations whose ranges come from ``--calibration`` training faces by the percentile
+method; the first convolution and the classifier's matrix product stay float32, where 8 bits cost the most).
+It prints public_test accuracy (uncorrected, one pass) of both graphs, the share of faces where their labels
+agree, and milliseconds per face on one thread for one face (the webcam) and for 8 (a group photo), with the
+float32 graph's time divided by the int8 one's in the same run. ``--conditions`` adds the mean accuracy over
+the 8 camera conditions of ``python -m fer evaluate --corruptions all`` (the same degraded copies: seed 0,
+every severity). Nothing is written to ``models/``: this measures whether shipping such graphs would pay.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import io
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import numpy as np  # noqa: E402
+
+
+def quantize(graph: bytes, calibration: np.ndarray, folder: Path) -> bytes:
+    """The int8 (QDQ) graph of the float32 ONNX ``graph``, calibrated on ``calibration`` faces (n, 48, 48, 1)."""
+    import onnx
+    from onnxruntime.quantization import (
+        CalibrationDataReader,
+        CalibrationMethod,
+        QuantFormat,
+        QuantType,
+        quantize_static,
+    )
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    src, pre, out = folder / "float.onnx", folder / "pre.onnx", folder / "int8.onnx"
+    src.write_bytes(graph)
+    quant_pre_process(str(src), str(pre))
+    model = onnx.load(str(pre))
+    name = model.graph.input[0].name
+    weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
+    keep_float = [weighted[0], weighted[-1]] if len(weighted) > 1 else []
+
+    class Faces(CalibrationDataReader):
+        def __init__(self):
+            self.batches = iter([{name: calibration[i:i + 64]} for i in range(0, len(calibration), 64)])
+
+        def get_next(self):
+            return next(self.batches, None)
+
+    with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
+        quantize_static(str(pre), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
+                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+                        calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=keep_float)
+    return out.read_bytes()
+
+
+def probabilities(clf, x: np.ndarray) -> np.ndarray:
+    return np.concatenate([clf(x[i:i + 256]) for i in range(0, len(x), 256)])
+
+
+def ms_per_face(clf, faces: np.ndarray, repeats: int) -> float:
+    for _ in range(5):
+        clf(faces)
+    times = []
+    for _ in range(repeats):
+        t = time.perf_counter()
+        clf(faces)
+        times.append(time.perf_counter() - t)
+    return 1000 * statistics.median(times) / len(faces)
+
+
+def measure(path: Path, train_x: np.ndarray, test: dict[str, np.ndarray], y: np.ndarray, n_cal: int,
+            repeats: int) -> dict:
+    from fer.onnx_runtime import OnnxClassifier, onnx_for_file
+
+    rng = np.random.default_rng(0)
+    calibration = train_x[rng.choice(len(train_x), min(n_cal, len(train_x)), replace=False)]
+    calibration = calibration.astype(np.float32).reshape(-1, 48, 48, 1)
+    graph = onnx_for_file(path)
+    with tempfile.TemporaryDirectory() as tmp:
+        small = quantize(graph, calibration, Path(tmp))
+    row = {"model": path.name, "MB": (len(graph) / 1e6, len(small) / 1e6)}
+    engines = {"float32": OnnxClassifier(graph, threads=1), "int8": OnnxClassifier(small, threads=1)}
+    labels = {}
+    for engine, clf in engines.items():
+        accs = {}
+        for condition, x in test.items():
+            pred = probabilities(clf, x).argmax(1)
+            accs[condition] = float((pred == y).mean() * 100)
+            if condition == "clean":
+                labels[engine] = pred
+        row[engine] = accs
+        faces = test["clean"][:8].astype(np.float32).reshape(-1, 48, 48, 1)
+        row[engine]["ms_1"] = ms_per_face(clf, faces[:1], repeats)
+        row[engine]["ms_8"] = ms_per_face(clf, faces, repeats)
+    row["agree"] = float((labels["float32"] == labels["int8"]).mean() * 100)
+    return row
+
+
+def report(rows: list[dict], conditions: bool) -> None:
+    head = "| model | MB float32 / int8 | public_test float32 | int8 | labels agree |"
+    if conditions:
+        head += " mean of the 8 conditions, float32 | int8 |"
+    head += " ms/face float32, 1 face | int8 | ratio | float32, 8 faces | int8 | ratio |"
+    print(head)
+    print("|" + "---|" * (head.count("|") - 1))
+    for r in rows:
+        f, q = r["float32"], r["int8"]
+        cells = [r["model"], f"{r['MB'][0]:.1f} / {r['MB'][1]:.1f}", f"{f['clean']:.2f}%", f"{q['clean']:.2f}%",
+                 f"{r['agree']:.1f}%"]
+        if conditions:
+            mean = lambda a: np.mean([v for k, v in a.items() if k not in ("clean", "ms_1", "ms_8")])  # noqa: E731
+            cells += [f"{mean(f):.2f}%", f"{mean(q):.2f}%"]
+        cells += [f"{f['ms_1']:.2f}", f"{q['ms_1']:.2f}", f"{f['ms_1'] / q['ms_1']:.2f}x",
+                  f"{f['ms_8']:.2f}", f"{q['ms_8']:.2f}", f"{f['ms_8'] / q['ms_8']:.2f}x"]
+        print("| " + " | ".join(cells) + " |", flush=True)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("models", nargs="+", type=Path, help=".keras model files (their ONNX graphs are quantized)")
+    p.add_argument("--data", required=True, help="the FER2013 folder: train (calibration) and public_test")
+    p.add_argument("--calibration", type=int, default=1024, help="training faces for the activation ranges")
+    p.add_argument("--conditions", action="store_true", help="also the mean over the 8 camera conditions")
+    p.add_argument("--repeats", type=int, default=200, help="timed calls per figure (the median is kept)")
+    args = p.parse_args(argv)
+    missing = [str(m) for m in args.models if not m.is_file()]
+    if missing:
+        print(f"error: no model file {', '.join(missing)}", file=sys.stderr)
+        return 2
+    if args.calibration < 16 or args.repeats < 1:
+        print("error: --calibration must be at least 16 faces and --repeats at least 1", file=sys.stderr)
+        return 2
+    from fer.data import load_dataset
+
+    try:
+        data = load_dataset(args.data)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    if "train" not in data.splits or "public_test" not in data.splits:
+        print(f"error: {args.data} needs a train and a public_test split (see the README's data section)",
+              file=sys.stderr)
+        return 2
+    split = data.splits["public_test"]
+    test = {"clean": split.x}
+    if args.conditions:
+        from fer.robustness import condition_sets
+
+        test.update(condition_sets(split.x))
+    rows = [measure(m, data.splits["train"].x, test, split.y, args.calibration, args.repeats) for m in args.models]
+    report(rows, args.conditions)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
