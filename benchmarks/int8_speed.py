@@ -19,16 +19,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import numpy as np  # noqa: E402
+from member_speed import median_ms  # noqa: E402  (median ms per face of a call, after warm-up)
 
 
 def quantize(graph: bytes, calibration: np.ndarray, folder: Path) -> bytes:
@@ -69,17 +68,6 @@ def probabilities(clf, x: np.ndarray) -> np.ndarray:
     return np.concatenate([clf(x[i:i + 256]) for i in range(0, len(x), 256)])
 
 
-def ms_per_face(clf, faces: np.ndarray, repeats: int) -> float:
-    for _ in range(5):
-        clf(faces)
-    times = []
-    for _ in range(repeats):
-        t = time.perf_counter()
-        clf(faces)
-        times.append(time.perf_counter() - t)
-    return 1000 * statistics.median(times) / len(faces)
-
-
 def measure(path: Path, train_x: np.ndarray, test: dict[str, np.ndarray], y: np.ndarray, n_cal: int,
             repeats: int) -> dict:
     from fer.onnx_runtime import OnnxClassifier, onnx_for_file
@@ -102,8 +90,8 @@ def measure(path: Path, train_x: np.ndarray, test: dict[str, np.ndarray], y: np.
                 labels[engine] = pred
         row[engine] = accs
         faces = test["clean"][:8].astype(np.float32).reshape(-1, 48, 48, 1)
-        row[engine]["ms_1"] = ms_per_face(clf, faces[:1], repeats)
-        row[engine]["ms_8"] = ms_per_face(clf, faces, repeats)
+        row[engine]["ms_1"] = median_ms(clf, faces[:1], repeats)
+        row[engine]["ms_8"] = median_ms(clf, faces, repeats)
     row["agree"] = float((labels["float32"] == labels["int8"]).mean() * 100)
     return row
 

@@ -49,6 +49,11 @@ def _model_key(path: Path) -> str:
         return str(path)
 
 
+def key_path(key: str) -> Path:
+    """The model file of a :attr:`Selection.key`."""
+    return Path(key.rsplit("|", 1)[0])
+
+
 PHOTO_PROFILE, LIVE_PROFILE = "photo", "live"
 """Photos and videos use the photo profile (for the shipped model: the ensemble with flip TTA; for a
 model of your own: it with flip TTA), the live webcam the live profile (one pass per model); both
@@ -68,7 +73,7 @@ def _cached_recognizer(key: str, profile: str, engine: str = ANALYSIS_ENGINE):
     from fer.modelfile import DEFAULT_MODEL
     from fer.onnx_runtime import UnsupportedModel
 
-    path = Path(key.rsplit("|", 1)[0])
+    path = key_path(key)
     model = None if path == DEFAULT_MODEL.resolve() else path  # the shipped model stands for the shipped profiles
     try:
         return fer.EmotionRecognizer(model, profile=profile, engine=engine)
@@ -116,7 +121,7 @@ def keras_model(selection: Selection):
 def _cached_keras_model(key: str):
     from fer.modelfile import load_model
 
-    return load_model(Path(key.rsplit("|", 1)[0]))[0]
+    return load_model(key_path(key))[0]
 
 
 def model_selector(cfg: Settings) -> Selection:

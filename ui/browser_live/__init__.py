@@ -29,8 +29,9 @@ def _bundle_config(model_key: str) -> dict[str, Any]:
     """The ONNX files (written once per model into build/models/) and the live recipe, for ``model_key``."""
     from fer.browser_models import browser_bundle, browser_profile
     from fer.draw import EMOTION_COLORS
+    from ui.state import key_path
 
-    bundle = browser_bundle(browser_profile(Path(model_key.rsplit("|", 1)[0])), MODELS_DIR)  # the file alone
+    bundle = browser_bundle(browser_profile(key_path(model_key)), MODELS_DIR)  # the file alone
     return {**bundle.config(), "detector": f"models/{bundle.detector}", "model": f"models/{bundle.model}",
             "colors": dict(EMOTION_COLORS)}
 
