@@ -92,13 +92,22 @@ def component(page):
     return next(f for f in page.frames if "browser_live" in f.url)
 
 
-def test_browser_mode_draws_labels_without_webrtc(page, server):
+def browser_mode(page, server):
+    """The component's frame, the Live page in the browser mode with the camera started. Each test may be
+    the first on its page: ``-n 2`` spreads a module's tests over two workers, each with its own fixtures."""
+    if "/live" in page.url:
+        return component(page)
     page.goto(f"{server['url']}/live")
     page.get_by_text("In your browser", exact=True).click()  # localhost defaults to the server mode
     frame = component(page)
     start = frame.get_by_role("button", name="Start")
     sync_api.expect(start).to_be_enabled(timeout=60_000)  # the models arrived
     start.click()
+    return frame
+
+
+def test_browser_mode_draws_labels_without_webrtc(page, server):
+    frame = browser_mode(page, server)
     deadline, fps, main = time.time() + 40, 0.0, ""
     while time.time() < deadline:
         try:
@@ -119,6 +128,7 @@ def test_browser_mode_draws_labels_without_webrtc(page, server):
 
 def test_calibration_snapshots_from_the_browser_mode(page, server):
     """Only while capturing do the summaries carry the main face's 48x48 crop: the snapshots arrive."""
+    browser_mode(page, server)
     page.get_by_text("Calibrate to my face").click()
     page.get_by_role("button", name="Start capture").click()
     calibrate = page.get_by_role("button", name="Calibrate on 5 snapshot(s)")
@@ -133,7 +143,7 @@ def test_browser_mode_gives_the_servers_answer(page, server, frames):
     from fer.browser_models import browser_profile
     from fer.results import iou_matrix
 
-    frame = component(page)
+    frame = browser_mode(page, server)
     frame.get_by_role("button", name="Stop").click()  # the camera's pipeline would share the CPU
     js = []
     for f in frames:
