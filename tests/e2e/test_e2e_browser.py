@@ -221,10 +221,11 @@ def test_quick_training_run_in_the_browser(page, server, shots, tmp_path):
     expect(page.get_by_test_id("stProgress")).to_have_count(1)
     expect(page.get_by_test_id("stMetricLabel").get_by_text("Remaining (estimate)")).to_have_count(1)
     expect(page.get_by_role("button", name="Start training")).to_be_disabled()
-    page.get_by_text("Loss and accuracy per epoch").wait_for(timeout=400_000)  # first epoch's curves
+    # first epoch's curves; while a rerun redraws the chart, the old and the new plot can both be in the page
+    page.get_by_text("Loss and accuracy per epoch").filter(visible=True).first.wait_for(timeout=400_000)
     if page.get_by_role("button", name="Cancel").count():  # still running: picture it
         shot(page, shots, "train_running.png")
-    page.get_by_text("Training finished").wait_for(timeout=300_000)
+    page.get_by_text("Training finished").first.wait_for(timeout=300_000)
     page.get_by_role("heading", name="Evaluation of the best epoch").wait_for()
     wait_idle(page)
     no_exception(page)
