@@ -72,7 +72,7 @@ def prepare(name: str, batches: int, batch_size: int) -> dict:
     return {"params": model.count_params(), "macs": macs(model), "n": len(x), "timers": {
         "train": lambda: model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0),
         "batch": lambda: [predict(x[i * batch_size:(i + 1) * batch_size]) for i in range(batches)],
-        "one": lambda: [predict(x[i:i + 1]) for i in range(32)]}}
+        "one": lambda: [predict(x[i:i + 1]) for i in range(min(32, len(x)))]}}
 
 
 def measure_all(names: list[str], batches: int, batch_size: int, rounds: int) -> dict[str, dict]:
@@ -87,7 +87,7 @@ def measure_all(names: list[str], batches: int, batch_size: int, rounds: int) ->
                 best[name][key] = min(best[name].get(key, float("inf")), time.perf_counter() - t)
     return {name: {"params": runs[name]["params"], "macs": runs[name]["macs"],
                    "train": runs[name]["n"] / b["train"], "ms64": 1000 * b["batch"] / runs[name]["n"],
-                   "ms1": 1000 * b["one"] / 32} for name, b in best.items()}
+                   "ms1": 1000 * b["one"] / min(32, runs[name]["n"])} for name, b in best.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -30,8 +30,16 @@ def _make_predictor(model) -> Callable[[np.ndarray], np.ndarray]:
 
         spec = tf.TensorSpec((None, *model.input_shape[1:]), tf.float32)
         fn = tf.function(lambda x: model(x, training=False), input_signature=[spec])
-        return lambda x: np.asarray(fn(np.asarray(x, dtype=np.float32)), dtype=np.float32)
-    return lambda x: np.asarray(model.predict_on_batch(np.asarray(x, dtype=np.float32)), dtype=np.float32)
+    else:
+        fn = model.predict_on_batch
+    empty = np.zeros((0, *model.output_shape[1:]), np.float32)
+
+    def predict(x: np.ndarray) -> np.ndarray:
+        # an empty batch never reaches the graph: oneDNN's batch norm fails on it on some CPUs (AVX-512)
+        x = np.asarray(x, dtype=np.float32)
+        return empty.copy() if len(x) == 0 else np.asarray(fn(x), dtype=np.float32)
+
+    return predict
 
 
 def predict_proba(model, x: np.ndarray, batch_size: int = 256, predictor=None) -> np.ndarray:

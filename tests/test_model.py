@@ -46,6 +46,16 @@ def test_every_architecture_outputs_probabilities(arch):
     assert p.shape == (3, 7) and np.allclose(p.sum(axis=1), 1, atol=1e-5) and (p >= 0).all()
 
 
+def test_compiled_predictor_answers_an_empty_batch():
+    """No faces in, no rows out (the graph itself fails on an empty batch on AVX-512 CPUs)."""
+    from fer.predictor import compiled_predictor
+
+    predict = compiled_predictor(build_model("vgg", augment=False))
+    assert predict(np.zeros((2, 48, 48, 1), "float32")).shape == (2, 7)
+    out = predict(np.zeros((0, 48, 48, 1), "float32"))
+    assert out.shape == (0, 7) and out.dtype == np.float32
+
+
 def test_unknown_architecture_lists_the_choices():
     with pytest.raises(ValueError, match="unknown architecture 'resnet999'.*seed"):
         build_model("resnet999")
