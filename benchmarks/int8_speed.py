@@ -1,7 +1,7 @@
 """8-bit ONNX graphs of the emotion models: what they would gain in speed and lose in accuracy.
 
     python benchmarks/int8_speed.py models/fer_default.keras models/fer_effnet.keras --data path/to/fer2013 \
-        [--calibration 1024] [--conditions] [--repeats 200]
+        [--calibration 1024] [--conditions] [--reduce-range] [--repeats 200]
 
 For each ``.keras`` file, in one process: its float32 ONNX graph (``fer.onnx_runtime.onnx_for_file``, the graph
 the app runs) and an int8 copy made here with ONNX Runtime's static quantization (QDQ format, int8 weights per
@@ -12,6 +12,11 @@ agree, and milliseconds per face on one thread for one face (the webcam) and for
 float32 graph's time divided by the int8 one's in the same run. ``--conditions`` adds the mean accuracy over
 the 8 camera conditions of ``python -m fer evaluate --corruptions all`` (the same degraded copies: seed 0,
 every severity). Nothing is written to ``models/``: this measures whether shipping such graphs would pay.
+
+The int8 accuracy depends on the CPU that runs the graph: x86 CPUs without VNNI (AVX2, or AVX-512 without
+VNNI) multiply uint8 by int8 through 16-bit sums that can saturate; CPUs with VNNI do not. The script prints
+which kind it runs on; ``--reduce-range`` quantizes weights to 7 bits, ONNX Runtime's remedy for saturation,
+so that both settings can be compared on one machine.
 """
 
 from __future__ import annotations
@@ -30,8 +35,22 @@ import numpy as np  # noqa: E402
 from member_speed import median_ms  # noqa: E402  (median ms per face of a call, after warm-up)
 
 
-def quantize(graph: bytes, calibration: np.ndarray, folder: Path) -> bytes:
-    """The int8 (QDQ) graph of the float32 ONNX ``graph``, calibrated on ``calibration`` faces (n, 48, 48, 1)."""
+def int8_dot_product() -> str:
+    """How this CPU multiplies 8-bit numbers: VNNI (exact 32-bit sums) or not (16-bit sums that can saturate)."""
+    try:
+        flags = set(next(line for line in Path("/proc/cpuinfo").read_text().splitlines()
+                         if line.startswith("flags")).split(":", 1)[1].split())
+    except (OSError, StopIteration):
+        return "unknown (no /proc/cpuinfo flags)"
+    vnni = sorted(flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+    if vnni:
+        return f"VNNI ({', '.join(vnni)}): no saturation"
+    return "no VNNI (" + ("AVX-512" if "avx512f" in flags else "AVX2") + "): 16-bit sums, saturation possible"
+
+
+def quantize(graph: bytes, calibration: np.ndarray, folder: Path, reduce_range: bool = False) -> bytes:
+    """The int8 (QDQ) graph of the float32 ONNX ``graph``, calibrated on ``calibration`` faces (n, 48, 48, 1);
+    ``reduce_range``: 7-bit weights (no saturation on CPUs without VNNI, at some cost in precision)."""
     import onnx
     from onnxruntime.quantization import (
         CalibrationDataReader,
@@ -60,7 +79,8 @@ def quantize(graph: bytes, calibration: np.ndarray, folder: Path) -> bytes:
     with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
         quantize_static(str(pre), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
                         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=keep_float)
+                        calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=keep_float,
+                        reduce_range=reduce_range)
     return out.read_bytes()
 
 
@@ -69,7 +89,7 @@ def probabilities(clf, x: np.ndarray) -> np.ndarray:
 
 
 def measure(path: Path, train_x: np.ndarray, test: dict[str, np.ndarray], y: np.ndarray, n_cal: int,
-            repeats: int) -> dict:
+            repeats: int, reduce_range: bool = False) -> dict:
     from fer.onnx_runtime import OnnxClassifier, onnx_for_file
 
     rng = np.random.default_rng(0)
@@ -77,7 +97,7 @@ def measure(path: Path, train_x: np.ndarray, test: dict[str, np.ndarray], y: np.
     calibration = calibration.astype(np.float32).reshape(-1, 48, 48, 1)
     graph = onnx_for_file(path)
     with tempfile.TemporaryDirectory() as tmp:
-        small = quantize(graph, calibration, Path(tmp))
+        small = quantize(graph, calibration, Path(tmp), reduce_range)
     row = {"model": path.name, "MB": (len(graph) / 1e6, len(small) / 1e6)}
     engines = {"float32": OnnxClassifier(graph, threads=1), "int8": OnnxClassifier(small, threads=1)}
     labels = {}
@@ -121,6 +141,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", required=True, help="the FER2013 folder: train (calibration) and public_test")
     p.add_argument("--calibration", type=int, default=1024, help="training faces for the activation ranges")
     p.add_argument("--conditions", action="store_true", help="also the mean over the 8 camera conditions")
+    p.add_argument("--reduce-range", action="store_true",
+                   help="7-bit weights (ONNX Runtime's remedy for saturation on CPUs without VNNI)")
     p.add_argument("--repeats", type=int, default=200, help="timed calls per figure (the median is kept)")
     args = p.parse_args(argv)
     missing = [str(m) for m in args.models if not m.is_file()]
@@ -147,7 +169,10 @@ def main(argv: list[str] | None = None) -> int:
         from fer.robustness import condition_sets
 
         test.update(condition_sets(split.x))
-    rows = [measure(m, data.splits["train"].x, test, split.y, args.calibration, args.repeats) for m in args.models]
+    print(f"int8 arithmetic on this CPU: {int8_dot_product()}; weights: "
+          f"{'7-bit (--reduce-range)' if args.reduce_range else '8-bit'}", flush=True)
+    rows = [measure(m, data.splits["train"].x, test, split.y, args.calibration, args.repeats, args.reduce_range)
+            for m in args.models]
     report(rows, args.conditions)
     return 0
 
