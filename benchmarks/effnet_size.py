@@ -69,10 +69,11 @@ def prepare(name: str, batches: int, batch_size: int) -> dict:
     model.fit(x[: batch_size * 2], y[: batch_size * 2], batch_size=batch_size, epochs=1, verbose=0)
     predict = compiled_predictor(model)
     predict(x[:batch_size]), predict(x[:1])
-    return {"params": model.count_params(), "macs": macs(model), "n": len(x), "timers": {
+    ones = min(32, len(x))
+    return {"params": model.count_params(), "macs": macs(model), "n": len(x), "ones": ones, "timers": {
         "train": lambda: model.fit(x, y, batch_size=batch_size, epochs=1, verbose=0),
         "batch": lambda: [predict(x[i * batch_size:(i + 1) * batch_size]) for i in range(batches)],
-        "one": lambda: [predict(x[i:i + 1]) for i in range(min(32, len(x)))]}}
+        "one": lambda: [predict(x[i:i + 1]) for i in range(ones)]}}
 
 
 def measure_all(names: list[str], batches: int, batch_size: int, rounds: int) -> dict[str, dict]:
@@ -87,7 +88,7 @@ def measure_all(names: list[str], batches: int, batch_size: int, rounds: int) ->
                 best[name][key] = min(best[name].get(key, float("inf")), time.perf_counter() - t)
     return {name: {"params": runs[name]["params"], "macs": runs[name]["macs"],
                    "train": runs[name]["n"] / b["train"], "ms64": 1000 * b["batch"] / runs[name]["n"],
-                   "ms1": 1000 * b["one"] / min(32, runs[name]["n"])} for name, b in best.items()}
+                   "ms1": 1000 * b["one"] / runs[name]["ones"]} for name, b in best.items()}
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -88,16 +88,23 @@ def probabilities(clf, x: np.ndarray) -> np.ndarray:
     return np.concatenate([clf(x[i:i + 256]) for i in range(0, len(x), 256)])
 
 
-def measure(path: Path, train_x: np.ndarray, test: dict[str, np.ndarray], y: np.ndarray, n_cal: int,
-            repeats: int, reduce_range: bool = False) -> dict:
-    from fer.onnx_runtime import OnnxClassifier, onnx_for_file
+def graphs(path: Path, train_x: np.ndarray, n_cal: int = 1024, reduce_range: bool = False) -> tuple[bytes, bytes]:
+    """The float32 ONNX graph of ``path`` (the app's) and its int8 copy, calibrated on ``n_cal`` training faces
+    (a fixed random choice, seed 0)."""
+    from fer.onnx_runtime import onnx_for_file
 
     rng = np.random.default_rng(0)
     calibration = train_x[rng.choice(len(train_x), min(n_cal, len(train_x)), replace=False)]
-    calibration = calibration.astype(np.float32).reshape(-1, 48, 48, 1)
     graph = onnx_for_file(path)
     with tempfile.TemporaryDirectory() as tmp:
-        small = quantize(graph, calibration, Path(tmp), reduce_range)
+        return graph, quantize(graph, calibration.astype(np.float32).reshape(-1, 48, 48, 1), Path(tmp), reduce_range)
+
+
+def measure(path: Path, train_x: np.ndarray, test: dict[str, np.ndarray], y: np.ndarray, n_cal: int,
+            repeats: int, reduce_range: bool = False) -> dict:
+    from fer.onnx_runtime import OnnxClassifier
+
+    graph, small = graphs(path, train_x, n_cal, reduce_range)
     row = {"model": path.name, "MB": (len(graph) / 1e6, len(small) / 1e6)}
     engines = {"float32": OnnxClassifier(graph, threads=1), "int8": OnnxClassifier(small, threads=1)}
     labels = {}
@@ -135,6 +142,27 @@ def report(rows: list[dict], conditions: bool) -> None:
         print("| " + " | ".join(cells) + " |", flush=True)
 
 
+def load_data(models: list[Path], folder: str):
+    """The FER2013 dataset in ``folder`` (train and public_test), after checking that every model file exists;
+    ``None``, with the reason on stderr, when either is missing."""
+    missing = [str(m) for m in models if not m.is_file()]
+    if missing:
+        print(f"error: no model file {', '.join(missing)}", file=sys.stderr)
+        return None
+    from fer.data import load_dataset
+
+    try:
+        data = load_dataset(folder)
+    except (OSError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return None
+    if "train" not in data.splits or "public_test" not in data.splits:
+        print(f"error: {folder} needs a train and a public_test split (see the README's data section)",
+              file=sys.stderr)
+        return None
+    return data
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("models", nargs="+", type=Path, help=".keras model files (their ONNX graphs are quantized)")
@@ -145,23 +173,11 @@ def main(argv: list[str] | None = None) -> int:
                    help="7-bit weights (ONNX Runtime's remedy for saturation on CPUs without VNNI)")
     p.add_argument("--repeats", type=int, default=200, help="timed calls per figure (the median is kept)")
     args = p.parse_args(argv)
-    missing = [str(m) for m in args.models if not m.is_file()]
-    if missing:
-        print(f"error: no model file {', '.join(missing)}", file=sys.stderr)
-        return 2
     if args.calibration < 16 or args.repeats < 1:
         print("error: --calibration must be at least 16 faces and --repeats at least 1", file=sys.stderr)
         return 2
-    from fer.data import load_dataset
-
-    try:
-        data = load_dataset(args.data)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if "train" not in data.splits or "public_test" not in data.splits:
-        print(f"error: {args.data} needs a train and a public_test split (see the README's data section)",
-              file=sys.stderr)
+    data = load_data(args.models, args.data)
+    if data is None:
         return 2
     split = data.splits["public_test"]
     test = {"clean": split.x}

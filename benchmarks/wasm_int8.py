@@ -113,17 +113,11 @@ def run_in_chromium(folder: Path, timeout_s: float) -> dict:
 def measure(model: Path, train_x: np.ndarray, x: np.ndarray, y: np.ndarray, repeats: int, reduce_range: bool,
             timeout_s: float) -> dict:
     """Both graphs of ``model`` in the page: accuracy on (x, y), label agreement, median ms for one face."""
-    from int8_speed import quantize
+    from int8_speed import graphs
 
-    from fer.onnx_runtime import onnx_for_file
-
-    rng = np.random.default_rng(0)  # the calibration faces of int8_speed.py
-    calibration = train_x[rng.choice(len(train_x), min(1024, len(train_x)), replace=False)]
-    graph = onnx_for_file(model)
+    graph, small = graphs(model, train_x, reduce_range=reduce_range)
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
-        (folder / "q").mkdir()
-        small = quantize(graph, calibration.astype(np.float32).reshape(-1, 48, 48, 1), folder / "q", reduce_range)
         for name in ORT_FILES:
             shutil.copy(BUILD / name, folder / name)
         (folder / "float32.onnx").write_bytes(graph)
@@ -147,10 +141,6 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--reduce-range", action="store_true", help="7-bit weights, as int8_speed.py --reduce-range")
     p.add_argument("--timeout", type=float, default=600, help="seconds the page may take per model")
     args = p.parse_args(argv)
-    missing = [str(m) for m in args.models if not m.is_file()]
-    if missing:
-        print(f"error: no model file {', '.join(missing)}", file=sys.stderr)
-        return 2
     if args.faces < 1 or args.repeats < 1:
         print("error: --faces and --repeats must be at least 1", file=sys.stderr)
         return 2
@@ -158,15 +148,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: needs Chromium at {CHROMIUM} (apt-get install chromium, or set FER_CHROMIUM) and the "
               f"app's onnxruntime-web build in {BUILD}", file=sys.stderr)
         return 2
-    from fer.data import load_dataset
+    from int8_speed import load_data
 
-    try:
-        data = load_dataset(args.data)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    if "train" not in data.splits or "public_test" not in data.splits:
-        print(f"error: {args.data} needs a train and a public_test split", file=sys.stderr)
+    data = load_data(args.models, args.data)
+    if data is None:
         return 2
     test = data.splits["public_test"]
     x, y = test.x[: args.faces].astype(np.float32), test.y[: args.faces]
