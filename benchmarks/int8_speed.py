@@ -4,14 +4,15 @@
         [--calibration 1024] [--conditions] [--reduce-range] [--repeats 200]
 
 For each ``.keras`` file, in one process: its float32 ONNX graph (``fer.onnx_runtime.onnx_for_file``, the graph
-the app runs) and an int8 copy made here with ONNX Runtime's static quantization (QDQ format, int8 weights per
-output channel, uint8 activations whose ranges come from ``--calibration`` training faces by the percentile
-method; the first convolution and the classifier's matrix product stay float32, where 8 bits cost the most).
+the app runs) and an int8 copy made by ``fer.quantize.quantize_int8`` (ONNX Runtime's static quantization: QDQ
+format, int8 weights per output channel, uint8 activations whose ranges come from ``--calibration`` training
+faces by the percentile method; the first convolution and the classifier's matrix product stay float32, where
+8 bits cost the most; the in-browser mode's shipped int8 graph is this recipe with ``--reduce-range``).
 It prints public_test accuracy (uncorrected, one pass) of both graphs, the share of faces where their labels
 agree, and milliseconds per face on one thread for one face (the webcam) and for 8 (a group photo), with the
 float32 graph's time divided by the int8 one's in the same run. ``--conditions`` adds the mean accuracy over
 the 8 camera conditions of ``python -m fer evaluate --corruptions all`` (the same degraded copies: seed 0,
-every severity). Nothing is written to ``models/``: this measures whether shipping such graphs would pay.
+every severity). Nothing is written to ``models/`` (``scripts/export_onnx_models.py --data`` writes the shipped one).
 
 The int8 accuracy depends on the CPU that runs the graph: x86 CPUs without VNNI (AVX2, or AVX-512 without
 VNNI) multiply uint8 by int8 through 16-bit sums that can saturate; CPUs with VNNI do not. The script prints
@@ -22,10 +23,7 @@ so that both settings can be compared on one machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import sys
-import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,56 +46,18 @@ def int8_dot_product() -> str:
     return "no VNNI (" + ("AVX-512" if "avx512f" in flags else "AVX2") + "): 16-bit sums, saturation possible"
 
 
-def quantize(graph: bytes, calibration: np.ndarray, folder: Path, reduce_range: bool = False) -> bytes:
-    """The int8 (QDQ) graph of the float32 ONNX ``graph``, calibrated on ``calibration`` faces (n, 48, 48, 1);
-    ``reduce_range``: 7-bit weights (no saturation on CPUs without VNNI, at some cost in precision)."""
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        CalibrationMethod,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    src, pre, out = folder / "float.onnx", folder / "pre.onnx", folder / "int8.onnx"
-    src.write_bytes(graph)
-    quant_pre_process(str(src), str(pre))
-    model = onnx.load(str(pre))
-    name = model.graph.input[0].name
-    weighted = [n.name for n in model.graph.node if n.op_type in ("Conv", "MatMul", "Gemm")]
-    keep_float = [weighted[0], weighted[-1]] if len(weighted) > 1 else []
-
-    class Faces(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{name: calibration[i:i + 64]} for i in range(0, len(calibration), 64)])
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its progress
-        quantize_static(str(pre), str(out), Faces(), quant_format=QuantFormat.QDQ, per_channel=True,
-                        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
-                        calibrate_method=CalibrationMethod.Percentile, nodes_to_exclude=keep_float,
-                        reduce_range=reduce_range)
-    return out.read_bytes()
-
-
 def probabilities(clf, x: np.ndarray) -> np.ndarray:
     return np.concatenate([clf(x[i:i + 256]) for i in range(0, len(x), 256)])
 
 
 def graphs(path: Path, train_x: np.ndarray, n_cal: int = 1024, reduce_range: bool = False) -> tuple[bytes, bytes]:
-    """The float32 ONNX graph of ``path`` (the app's) and its int8 copy, calibrated on ``n_cal`` training faces
-    (a fixed random choice, seed 0)."""
+    """The float32 ONNX graph of ``path`` (the app's) and its int8 copy (:func:`fer.quantize.quantize_int8`),
+    calibrated on ``n_cal`` training faces (a fixed random choice, seed 0)."""
     from fer.onnx_runtime import onnx_for_file
+    from fer.quantize import calibration_faces, quantize_int8
 
-    rng = np.random.default_rng(0)
-    calibration = train_x[rng.choice(len(train_x), min(n_cal, len(train_x)), replace=False)]
     graph = onnx_for_file(path)
-    with tempfile.TemporaryDirectory() as tmp:
-        return graph, quantize(graph, calibration.astype(np.float32).reshape(-1, 48, 48, 1), Path(tmp), reduce_range)
+    return graph, quantize_int8(graph, calibration_faces(train_x, n_cal), reduce_range)
 
 
 def measure(path: Path, train_x: np.ndarray, test: dict[str, np.ndarray], y: np.ndarray, n_cal: int,
@@ -149,18 +109,13 @@ def load_data(models: list[Path], folder: str):
     if missing:
         print(f"error: no model file {', '.join(missing)}", file=sys.stderr)
         return None
-    from fer.data import load_dataset
+    from fer.data import load_dataset, require_splits
 
     try:
-        data = load_dataset(folder)
-    except (OSError, ValueError) as e:
-        print(f"error: {e}", file=sys.stderr)
+        return require_splits(load_dataset(folder))
+    except (OSError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return None
-    if "train" not in data.splits or "public_test" not in data.splits:
-        print(f"error: {folder} needs a train and a public_test split (see the README's data section)",
-              file=sys.stderr)
-        return None
-    return data
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -126,6 +126,15 @@ def load_dataset(
     return data
 
 
+def require_splits(data: Dataset, names: tuple[str, ...] = ("train", "public_test")) -> Dataset:
+    """``data`` when it has every split in ``names``; ValueError naming the missing ones otherwise."""
+    missing = [n for n in names if n not in data.splits]
+    if missing:
+        raise ValueError(f"{data.source} has no {' or '.join(missing)} split (it has {', '.join(data.splits)}); "
+                         "see the README's data section for the layouts read")
+    return data
+
+
 def _examples(reasons: list[str], n: int = 3) -> str:
     """The first ``n`` reasons, and how many more."""
     more = f"; and {len(reasons) - n} more" if len(reasons) > n else ""

@@ -51,6 +51,13 @@ def test_engine_setting_defaults_to_onnx_and_refuses_others():
         Settings.load({}, {"FER_ENGINE": "tpu"})
 
 
+def test_browser_int8_setting_defaults_to_on():
+    assert Settings.load({}, {}).browser_int8 is True
+    assert Settings.load({}, {"FER_BROWSER_INT8": "off"}).browser_int8 is False
+    with pytest.raises(ValueError, match="FER_BROWSER_INT8 must be on or off"):
+        Settings.load({}, {"FER_BROWSER_INT8": "maybe"})
+
+
 def test_ice_servers_turn_from_env_and_secrets():
     env = {"FER_TURN_URLS": "turn:t.example:3478,turns:t.example:5349", "FER_TURN_USERNAME": "u",
            "FER_TURN_CREDENTIAL": "p"}

@@ -154,3 +154,12 @@ def test_real_fer2013_counts_and_cached_reload(tmp_path):
     again = load_dataset(FER2013, cache_dir=tmp_path)
     assert again.meta.get("cache")
     np.testing.assert_array_equal(again.split("public_test").x, data.split("public_test").x)
+
+
+def test_require_splits_names_the_missing_ones(tmp_path, cache, three_splits):
+    from fer.data import require_splits
+
+    data = load_dataset(write_kaggle_folders(tmp_path / "k", {"train": three_splits["train"]}), cache_dir=cache)
+    assert require_splits(data, ("train",)) is data
+    with pytest.raises(ValueError, match="has no public_test split \\(it has train\\)"):
+        require_splits(data)

@@ -37,6 +37,7 @@ class Settings:
     training: bool = True  # FER_TRAINING=off removes training from the Train page
     admin_token: str | None = field(default=None, repr=False)  # FER_ADMIN_TOKEN: needed to train when set
     engine: str = "onnx"  # FER_ENGINE: what runs the emotion models on the Analyze and Live pages (onnx or keras)
+    browser_int8: bool = True  # FER_BROWSER_INT8=off: the Live page's in-browser mode runs float32, not the 8-bit copy
 
     @classmethod
     def load(cls, secrets: Mapping | None = None, env: Mapping | None = None) -> "Settings":
@@ -63,6 +64,7 @@ class Settings:
             training=_switch(get("FER_TRAINING", "on"), "FER_TRAINING"),
             admin_token=_token(get("FER_ADMIN_TOKEN")),
             engine=_engine(get("FER_ENGINE", cls.engine)),
+            browser_int8=_switch(get("FER_BROWSER_INT8", "on"), "FER_BROWSER_INT8"),
         )
 
     @property

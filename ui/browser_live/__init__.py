@@ -25,20 +25,21 @@ _component = components.declare_component("browser_live", path=str(BUILD_DIR))
 
 
 @st.cache_resource(max_entries=4, show_spinner="Preparing the models for your browser…")
-def _bundle_config(model_key: str) -> dict[str, Any]:
-    """The ONNX files (written once per model into build/models/) and the live recipe, for ``model_key``."""
+def _bundle_config(model_key: str, int8: bool) -> dict[str, Any]:
+    """The ONNX files (written once per model into build/models/) and the live recipe, for ``model_key``
+    (``int8``: its committed 8-bit graph where it has one)."""
     from fer.browser_models import browser_bundle, browser_profile
     from fer.draw import EMOTION_COLORS
     from ui.state import key_path
 
-    bundle = browser_bundle(browser_profile(key_path(model_key)), MODELS_DIR)  # the file alone
+    bundle = browser_bundle(browser_profile(key_path(model_key), int8=int8), MODELS_DIR)  # the file alone
     return {**bundle.config(), "detector": f"models/{bundle.detector}", "model": f"models/{bundle.model}",
             "colors": dict(EMOTION_COLORS)}
 
 
-def bundle_config(model_key: str) -> dict[str, Any]:
+def bundle_config(model_key: str, int8: bool = True) -> dict[str, Any]:
     """:func:`_bundle_config`, cached per model file (ValueError with the reason when it cannot be made)."""
-    return _bundle_config(model_key)
+    return _bundle_config(model_key, bool(int8))
 
 
 def browser_live(config: dict[str, Any], *, smoothing: bool, min_score: float, key: str,
