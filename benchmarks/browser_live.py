@@ -1,6 +1,7 @@
 """The Live page's two modes side by side: frames/s in the page and the server's CPU while one webcam streams.
 
     python benchmarks/browser_live.py [--seconds 20] [--modes browser server] [--fps 30]
+    python benchmarks/browser_live.py --modes browser browser-float32   # the page's 8-bit model against float32
 
 Everything runs on this machine: ``streamlit run app.py`` (shipped model, live profile) and headless
 Debian Chromium (``/usr/bin/chromium`` or ``FER_CHROMIUM``, driven by Playwright) with a fake 640x480
@@ -11,7 +12,10 @@ worker over the wall time; in the server mode the page's metric), the page's lat
 CPU taken (seconds of CPU per second, from /proc) by the server process tree and by Chromium.
 
 Targets (issue 40): >= 20 processed frames/s in the browser mode, the server <= 0.05 of a core
-(about 0.45 in the server mode). Ratios are against the server mode of the same run.
+(about 0.45 in the server mode). Ratios are against the server mode of the same run. The browser mode
+runs the shipped model's 8-bit graph (``FER_BROWSER_INT8``, on by default); ``browser-float32`` is the
+same mode on a second server with ``FER_BROWSER_INT8=off``, and the 8-bit mode's frame rate is then
+also given as a ratio to it.
 """
 
 from __future__ import annotations
@@ -42,7 +46,8 @@ from live_capacity import (  # noqa: E402
 
 from streamlit_server import stop as stop_server  # noqa: E402
 
-MODES = ("browser", "server")
+MODES = ("browser", "browser-float32", "server")
+SETTINGS = {"browser-float32": {"FER_BROWSER_INT8": "off"}}  # each such mode gets a server of its own
 
 
 def start_browser_mode(browser, url: str):
@@ -91,7 +96,7 @@ def run_mode(p, mode: str, camera: Path, url: str, seconds: float, server_pid: i
     browser = p.chromium.launch(executable_path=CHROMIUM, headless=True,
                                 args=[*BROWSER_ARGS, f"--use-file-for-fake-video-capture={camera}"])
     try:
-        if mode == "browser":
+        if mode.startswith("browser"):
             _, page, frame = start_browser_mode(browser, url)
         else:
             (_, page), frame = start_stream(browser, url), None
@@ -100,6 +105,17 @@ def run_mode(p, mode: str, camera: Path, url: str, seconds: float, server_pid: i
         return measure(page, frame, seconds, server_pid)
     finally:
         browser.close()
+
+
+def run_on_its_server(p, mode: str, camera: Path, root: Path, args, main: tuple) -> dict:
+    """:func:`run_mode` on the main server, or for a mode with settings of its own on a server started for it."""
+    if mode not in SETTINGS:
+        return run_mode(p, mode, camera, main[1], args.seconds, main[0].pid)
+    proc, url = start_server(root / mode, args.model.resolve(), SETTINGS[mode])
+    try:
+        return run_mode(p, mode, camera, url, args.seconds, proc.pid)
+    finally:
+        stop_server(proc)
 
 
 def report(rows: dict[str, dict]) -> None:
@@ -111,7 +127,11 @@ def report(rows: dict[str, dict]) -> None:
         print(f"| {mode} | {r['fps']:.1f} | {m['Processed frames/s']:.1f} | {m['Camera frames/s']:.1f} | "
               f"{m['Latency']:.0f} | {r['server_cpu']:.3f} | {r['browser_cpu']:.2f} |")
     print("(CPU in seconds per second: 1.0 = one core)")
-    if set(rows) == set(MODES):
+    if {"browser", "browser-float32"} <= set(rows):
+        b, f = rows["browser"], rows["browser-float32"]
+        print(f"8-bit / float32 model in the page: processed frames/s x{b['fps'] / max(f['fps'], 1e-9):.2f}; "
+              f"mean ms per frame in the page's worker, float32: {f['steps_ms']}")
+    if {"browser", "server"} <= set(rows):
         b, s = rows["browser"], rows["server"]
         print(f"browser / server mode: processed frames/s x{b['fps'] / max(s['fps'], 1e-9):.2f}, "
               f"server CPU x{b['server_cpu'] / max(s['server_cpu'], 1e-9):.3f}")
@@ -125,7 +145,7 @@ def report(rows: dict[str, dict]) -> None:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=["browser", "server"])
     parser.add_argument("--fps", type=int, default=30, help="the fake camera's frame rate")
     parser.add_argument("--model", type=Path, default=ROOT / "models" / "fer_default.keras")
     args = parser.parse_args()
@@ -142,7 +162,7 @@ def main() -> int:
         camera = write_camera(root / "camera.y4m", args.fps)
         with sync_playwright() as p:
             for mode in args.modes:
-                rows[mode] = run_mode(p, mode, camera, url, args.seconds, proc.pid)
+                rows[mode] = run_on_its_server(p, mode, camera, root, args, (proc, url))
                 print(f"{mode}: {rows[mode]}", flush=True)
     finally:
         stop_server(proc)

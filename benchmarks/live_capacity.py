@@ -89,11 +89,13 @@ def write_camera(path: Path, fps: int, frames: int = 150) -> Path:
     return path
 
 
-def start_server(root: Path, model: Path) -> tuple[subprocess.Popen, str]:
+def start_server(root: Path, model: Path, settings: dict[str, str] | None = None) -> tuple[subprocess.Popen, str]:
+    """``streamlit run app.py`` on ``model`` in a folder of its own (``settings``: more FER_* variables)."""
     port = free_port()
     env = {**os.environ, "FER_DEFAULT_MODEL": str(model), "FER_MODELS_DIR": str(root / "models"),
            "FER_DATA_DIR": str(root / "fer_data"), "FER_WORK_DIR": str(root / "work"),
-           "FER_CACHE_DIR": str(root / "cache"), "FER_ICE_SERVERS": "[]", "TF_CPP_MIN_LOG_LEVEL": "3"}
+           "FER_CACHE_DIR": str(root / "cache"), "FER_ICE_SERVERS": "[]", "TF_CPP_MIN_LOG_LEVEL": "3",
+           **(settings or {})}
     (root / "models").mkdir(parents=True, exist_ok=True)
     log = open(root / "server.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "streamlit", "run", "app.py", "--server.port", str(port),
