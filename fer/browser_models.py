@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 BUNDLE_FORMAT = 1
-"""Bumped when the config's fields change (the JavaScript checks it)."""
+"""Bumped when the config's fields change incompatibly (the page reads only the fields it knows, by name)."""
 
 
 @dataclass(frozen=True)
