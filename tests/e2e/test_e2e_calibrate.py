@@ -17,6 +17,7 @@ from pathlib import Path
 from test_e2e_browser import (  # noqa: F401 - fixtures
     browser,
     metric,
+    metrics,
     model_choice,
     no_exception,
     open_page,
@@ -38,15 +39,13 @@ expect = sync_api.expect
 def start_camera(page) -> None:
     frame = page.frame_locator("iframe[title*='webrtc_streamer']")
     frame.get_by_role("button", name=re.compile("^start$", re.I)).click()
-    deadline = time.time() + 90
+    deadline, shown = time.time() + 90, {}
     while time.time() < deadline:
-        try:
-            if float(metric(page, "Processed frames/s", 2000)) > 0 and int(metric(page, "Faces", 2000)) >= 1:
-                return
-        except (ValueError, sync_api.Error):  # the panel is being redrawn
-            pass
+        shown = metrics(page)  # one snapshot: the panel is redrawn every second
+        if float(shown.get("Processed frames/s", "0")) > 0 and shown.get("Faces", "0") not in ("0", "–"):
+            return
         page.wait_for_timeout(500)
-    raise AssertionError("the camera stream did not start")
+    raise AssertionError(f"the camera stream did not start; the panel showed {shown}")
 
 
 def wait_text(page, server, text: str, timeout: float = 90_000) -> None:
