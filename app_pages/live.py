@@ -35,10 +35,9 @@ try:
 
         state.check_selection(sel)
         browser_config = bundle_config(sel.key, cfg.browser_int8)
-        st.caption("The face detector and the emotion model run in this page. " + (
-            "The shipped model runs as its 8-bit copy: 1.4-2x faster per face than float32, at the same "
-            "accuracy (docs/browser_live.md)." if browser_config.get("precision") == "int8" else
-            "The emotion model runs in float32 (only the shipped model has an 8-bit copy)."))
+        st.caption("The shipped model runs here as its 8-bit copy: about 1.5x faster per face than float32, at the "
+                   "same accuracy." if browser_config.get("precision") == "int8" else
+                   "The selected model runs here in float32 (only the shipped model has an 8-bit copy).")
     else:
         recognizer = state.recognizer(sel, state.LIVE_PROFILE)
 except ValueError as exc:

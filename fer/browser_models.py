@@ -105,7 +105,7 @@ def browser_profile(model: str | Path | None = None, int8: bool = True):
     (docs/browser_live.md): 10.7 instead of 17.8 processed frames/s there.
 
     With ``int8`` (the default) a model with a current committed 8-bit graph (:func:`fer.quantize.committed_int8`,
-    ``models/fer_default.int8.onnx``) runs that graph: 1.4-2.1x faster classification in the page at the same
+    ``models/fer_default.int8.onnx``) runs that graph: about 1.5x faster classification in the page at the same
     accuracy. Other models (trained or calibrated here) run their float32 graph.
     """
     from dataclasses import replace

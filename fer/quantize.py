@@ -6,7 +6,7 @@
     write_int8(Path("models/fer_default.keras"), train_x)      # models/fer_default.int8.onnx + .int8.onnx.json
     committed_int8("models/fer_default.keras")                 # its bytes while current, else None
 
-On onnxruntime-web's one WASM thread the int8 graph of ``fer_default`` classifies a face 1.4-2.1x faster than
+On onnxruntime-web's one WASM thread the int8 graph of ``fer_default`` classifies a face about 1.5x faster than
 the float32 one at the same public_test accuracy (docs/browser_live.md, ``benchmarks/wasm_int8.py``). It is
 ONNX Runtime's static quantization: QDQ format, 7-bit weights per output channel, uint8 activations whose
 ranges come from 1,024 training faces (seed 0) by the percentile method; the first convolution, the last

@@ -119,7 +119,7 @@ def test_browser_mode_draws_labels_without_webrtc(page, server):
         page.wait_for_timeout(500)
     assert fps > 0 and re.match(LABEL, main), server["log"].read_text()[-3000:]
     assert frame.evaluate("window.ferLive.drawn") > 0  # boxes and labels drawn on the page's canvas
-    sync_api.expect(page.get_by_text("The shipped model runs as its 8-bit copy")).to_be_visible()
+    sync_api.expect(page.get_by_text("The shipped model runs here as its 8-bit copy")).to_be_visible()
     assert frame.evaluate("window.RTCPeerConnection.name") == "blockedRTCPeerConnection"
     assert page.evaluate("window.__rtcCalls") == 0 and frame.evaluate("window.__rtcCalls") == 0
     assert page.sent, "the page sent nothing over its websocket"
