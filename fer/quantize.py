@@ -12,8 +12,8 @@ ONNX Runtime's static quantization: QDQ format, 7-bit weights per output channel
 ranges come from 1,024 training faces (seed 0) by the percentile method; the first convolution, the last
 matrix product and the softmax stay float32 (probabilities are not rounded to 1/255). 7-bit weights keep
 every pair of uint8 x int7 products inside 16 bits, so CPUs without VNNI (AVX2), which sum such pairs in
-16 bits, do not saturate as they do with 8-bit weights (docs/speed.md); with VNNI and in WebAssembly the
-two give the same accuracy (measured; the AVX2 case is reasoned, not yet measured).
+16 bits, do not saturate as they do with 8-bit weights; with VNNI and in WebAssembly the two give the same
+accuracy (docs/browser_live.md, ``benchmarks/int8_no_vnni.py``: measured on an emulated AVX2 CPU).
 
 A committed int8 graph is used only while its sidecar records the SHA-256 of the model's current committed
 float32 graph (:func:`fer.onnx_runtime.committed_graph`) and its own bytes: a replaced model falls back to float32.
