@@ -23,6 +23,10 @@ import numpy as np
 
 FORMATS = {"onnx": "fer.onnx", "tflite": "fer.tflite", "savedmodel": "saved_model"}
 """Export formats and the file (or folder) each writes into the output folder."""
+INT8, INT8_FILE = "onnx-int8", "fer.int8.onnx"
+"""The 8-bit ONNX format (:mod:`fer.quantize`): calibrated on the training faces of ``--data``, checked by labels."""
+INT8_AGREEMENT = 0.95
+"""The least share of parity faces on which the 8-bit file must give Keras's label."""
 PARITY_FACES = 500
 PARITY_TOLERANCE = 1e-3
 
@@ -67,7 +71,7 @@ def runner(fmt: str, path: str | Path):
     def x_of(faces):
         return np.asarray(faces, np.float32)[..., None]
 
-    if fmt == "onnx":
+    if fmt in ("onnx", INT8):
         from fer.onnx_runtime import OnnxClassifier
 
         return OnnxClassifier(str(path))
@@ -165,8 +169,10 @@ def export_model(model, card, fmt: str, out_dir: str | Path, data_dir: str | Pat
     Returns the card's ``export`` section. ``ValueError`` when the format cannot be produced here or
     the exported file disagrees with Keras by more than :data:`PARITY_TOLERANCE` on any probability.
     """
+    if fmt == INT8:
+        return export_int8(model, card, out_dir, data_dir)
     if fmt not in FORMATS:
-        raise ValueError(f"unknown export format {fmt!r}; choose one of: {', '.join(FORMATS)}")
+        raise ValueError(f"unknown export format {fmt!r}; choose one of: {', '.join([*FORMATS, INT8])}")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     target = out / FORMATS[fmt]
@@ -176,16 +182,61 @@ def export_model(model, card, fmt: str, out_dir: str | Path, data_dir: str | Pat
     if not diff <= PARITY_TOLERANCE:  # NaN fails too
         raise ValueError(f"the exported {fmt} model differs from Keras by {diff:.2g} on a probability "
                          f"(more than {PARITY_TOLERANCE}); it was written to {target} but should not be used")
-    section = {
-        "format": fmt, "file": target.name,
+    parity = {"faces": len(faces), "source": _source(data_dir), "max_abs_diff_vs_keras": diff}
+    return _write_card(card, out, _section(card, fmt, target.name, parity))
+
+
+def export_int8(model, card, out_dir: str | Path, data_dir: str | Path | None) -> dict:
+    """``model`` as an 8-bit ONNX file (:func:`fer.quantize.quantize_int8`, calibrated on the training faces of
+    the FER2013 folder ``data_dir``) with its card; ValueError without such faces, or when the file gives
+    Keras's label on less than :data:`INT8_AGREEMENT` of the parity faces."""
+    from fer.data import load_dataset, require_splits
+    from fer.onnx_runtime import keras_to_onnx
+    from fer.quantize import QUANT_VERSION, REDUCE_RANGE, calibration_faces, quantize_int8
+
+    if data_dir is None:
+        raise ValueError(f"--format {INT8} needs --data: a FER2013 folder whose training faces calibrate the "
+                         "8-bit ranges")
+    train = require_splits(load_dataset(data_dir), ("train",)).splits["train"].x
+    calibration = calibration_faces(train)
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    target = out / INT8_FILE
+    target.write_bytes(quantize_int8(keras_to_onnx(model), calibration))
+    faces = parity_faces(data_dir=data_dir)
+    got, want = runner(INT8, target)(faces), keras_probabilities(model, faces)
+    agree = float((got.argmax(1) == want.argmax(1)).mean())
+    if not agree >= INT8_AGREEMENT:
+        raise ValueError(f"the 8-bit model gives Keras's label on only {agree:.1%} of {len(faces)} faces (less "
+                         f"than {INT8_AGREEMENT:.0%}); it was written to {target} but should not be used: "
+                         "export --format onnx")
+    parity = {"faces": len(faces), "source": _source(data_dir), "labels_agree": agree,
+              "max_abs_diff_vs_keras": float(np.abs(got - want).max())}
+    section = _section(card, INT8, target.name, parity)
+    section["quantization"] = {
+        "recipe": "fer.quantize", "version": QUANT_VERSION, "calibration_faces": len(calibration),
+        "weights": "int8 per channel" + (", 7-bit range" if REDUCE_RANGE else ""), "activations": "uint8",
+        "float32": "first convolution, last matrix product, softmax"}
+    return _write_card(card, out, section)
+
+
+def _source(data_dir) -> str:
+    return "FER2013" if data_dir and Path(data_dir).is_dir() else "synthetic"
+
+
+def _section(card, fmt: str, file: str, parity: dict) -> dict:
+    return {
+        "format": fmt, "file": file,
         "input": {"name": "face", "dtype": "float32", "shape": ["n", 48, 48, 1], "range": "gray 0..255"},
         "output": {"name": "probabilities", "dtype": "float32", "shape": ["n", len(card.labels)],
                    "labels": list(card.labels)},
-        "parity": {"faces": len(faces), "source": "FER2013" if data_dir and Path(data_dir).is_dir() else "synthetic",
-                   "max_abs_diff_vs_keras": diff},
+        "parity": parity,
         "prior_correction": {"prior": list(card.prior), "tau": card.tau,
                              "formula": "p = probabilities / prior**tau, then p / p.sum() (skip when tau is 0)"},
     }
+
+
+def _write_card(card, out: Path, section: dict) -> dict:
     doc = asdict(card)
     doc["export"] = section
     (out / "fer.json").write_text(json.dumps(doc, indent=2))
@@ -195,12 +246,13 @@ def export_model(model, card, fmt: str, out_dir: str | Path, data_dir: str | Pat
 def add_command(sub) -> None:
     """Register ``export`` on an argparse sub-parser set."""
     p = sub.add_parser("export", help="write the emotion model for ONNX Runtime, LiteRT (tflite) or TF Serving")
-    p.add_argument("--format", required=True, choices=tuple(FORMATS), dest="fmt",
-                   help="onnx (fer.onnx), tflite (fer.tflite) or savedmodel (saved_model/)")
+    p.add_argument("--format", required=True, choices=(*FORMATS, INT8), dest="fmt",
+                   help="onnx (fer.onnx), tflite (fer.tflite), savedmodel (saved_model/) or onnx-int8 "
+                        "(fer.int8.onnx: 8-bit, a quarter of the size; needs --data for its calibration)")
     p.add_argument("--out", required=True, metavar="DIR", help="folder to write the model and its card into")
     p.add_argument("--model", help="model file (default: the shipped default model)")
     p.add_argument("--data", metavar="FER2013", help="check parity on 500 faces of this dataset (default: "
-                                                     "synthetic faces)")
+                                                     "synthetic faces); onnx-int8 calibrates on its training faces")
     p.set_defaults(handler=cmd_export)
 
 
@@ -209,7 +261,9 @@ def cmd_export(args) -> int:
 
     model, card = load_model(args.model)
     section = export_model(model, card, args.fmt, args.out, args.data)
+    parity = section["parity"]
+    agree = f", Keras's label on {parity['labels_agree']:.1%}" if "labels_agree" in parity else ""
     print(f"wrote {Path(args.out) / section['file']} and {Path(args.out) / 'fer.json'}: largest probability "
-          f"difference from Keras {section['parity']['max_abs_diff_vs_keras']:.2g} on "
-          f"{section['parity']['faces']} {section['parity']['source']} faces")
+          f"difference from Keras {parity['max_abs_diff_vs_keras']:.2g}{agree} on "
+          f"{parity['faces']} {parity['source']} faces")
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from app_helpers import write_fer_folder
 from fer.data import shared_data_dir
 from fer.export import FORMATS, PARITY_TOLERANCE, export_model, parity_faces, runner
 
@@ -207,3 +208,35 @@ def test_an_onnx_recognizer_matches_the_keras_one_and_pickles(tmp_path, monkeypa
     assert again.engine == "onnx" and [r.box for r in again.analyze(image)] == [r.box for r in want]
     with pytest.raises(ValueError, match="engine='tpu' is unknown"):
         EmotionRecognizer(engine="tpu")
+
+
+def test_int8_export_is_calibrated_on_the_data_and_checked_by_labels(model_path, tmp_path, capsys):
+    from fer.cli import main
+    from fer.export import INT8_AGREEMENT, INT8_FILE
+    from fer.modelfile import load_model
+    from fer.onnx_runtime import keras_to_onnx
+    from fer.predictor import predict_proba
+
+    data = write_fer_folder(tmp_path / "fer2013", n_train=12)
+    out = tmp_path / "out"
+    assert main(["export", "--format", "onnx-int8", "--model", str(model_path), "--data", str(data),
+                 "--out", str(out)]) == 0
+    assert "Keras's label on" in capsys.readouterr().out
+    doc = json.loads((out / "fer.json").read_text())["export"]
+    assert doc["file"] == INT8_FILE and doc["quantization"]["calibration_faces"] == 84
+    assert doc["parity"]["labels_agree"] >= INT8_AGREEMENT
+    model = load_model(model_path)[0]
+    assert (out / INT8_FILE).stat().st_size < len(keras_to_onnx(model)) / 2
+    faces = parity_faces(64, seed=5)
+    got, want = runner("onnx-int8", out / INT8_FILE)(faces), predict_proba(model, faces)
+    assert got.shape == (64, 7) and (got.argmax(1) == want.argmax(1)).mean() >= INT8_AGREEMENT
+
+
+def test_int8_export_without_training_faces_says_what_it_needs(shipped, tmp_path):
+    from synth import make_split, write_kaggle_folders
+
+    with pytest.raises(ValueError, match="onnx-int8 needs --data"):
+        export_model(*shipped, "onnx-int8", tmp_path)
+    only_test = write_kaggle_folders(tmp_path / "test_only", {"public_test": make_split(2, 4)})
+    with pytest.raises(ValueError, match="has no train split"):
+        export_model(*shipped, "onnx-int8", tmp_path, only_test)
