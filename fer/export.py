@@ -35,6 +35,12 @@ def parity_faces(n: int = PARITY_FACES, data_dir: str | Path | None = None, seed
     """``n`` uint8 faces (n, 48, 48) to compare runtimes on: FER2013 test faces when ``data_dir`` has them
     (its ``test`` folder when there is one),
     else smooth random faces (blurred noise plus an oval), which exercise every layer all the same."""
+    return parity_set(n, data_dir, seed)[0]
+
+
+def parity_set(n: int = PARITY_FACES, data_dir: str | Path | None = None, seed: int = 0) -> tuple[np.ndarray, str]:
+    """:func:`parity_faces` and where they came from: ``"FER2013"`` or ``"synthetic"`` (when ``data_dir`` is
+    None or holds fewer than ``n`` faces)."""
     if data_dir is not None and Path(data_dir).is_dir():
         from fer.data import load_dataset
 
@@ -42,8 +48,8 @@ def parity_faces(n: int = PARITY_FACES, data_dir: str | Path | None = None, seed
         x = load_dataset(folder, skip_unknown=True).split("all").x
         if len(x) >= n:
             idx = np.random.default_rng(seed).choice(len(x), n, replace=False)
-            return np.asarray(x[np.sort(idx)], np.uint8)
-    return synthetic_faces(n, seed)
+            return np.asarray(x[np.sort(idx)], np.uint8), "FER2013"
+    return synthetic_faces(n, seed), "synthetic"
 
 
 def synthetic_faces(n: int, seed: int = 0) -> np.ndarray:
@@ -177,12 +183,12 @@ def export_model(model, card, fmt: str, out_dir: str | Path, data_dir: str | Pat
     out.mkdir(parents=True, exist_ok=True)
     target = out / FORMATS[fmt]
     WRITERS[fmt](model, target)
-    faces = parity_faces(data_dir=data_dir)
+    faces, source = parity_set(data_dir=data_dir)
     diff = float(np.abs(runner(fmt, target)(faces) - keras_probabilities(model, faces)).max())
     if not diff <= PARITY_TOLERANCE:  # NaN fails too
         raise ValueError(f"the exported {fmt} model differs from Keras by {diff:.2g} on a probability "
                          f"(more than {PARITY_TOLERANCE}); it was written to {target} but should not be used")
-    parity = {"faces": len(faces), "source": _source(data_dir), "max_abs_diff_vs_keras": diff}
+    parity = {"faces": len(faces), "source": source, "max_abs_diff_vs_keras": diff}
     return _write_card(card, out, _section(card, fmt, target.name, parity))
 
 
@@ -203,14 +209,14 @@ def export_int8(model, card, out_dir: str | Path, data_dir: str | Path | None) -
     out.mkdir(parents=True, exist_ok=True)
     target = out / INT8_FILE
     target.write_bytes(quantize_int8(keras_to_onnx(model), calibration))
-    faces = parity_faces(data_dir=data_dir)
+    faces, source = parity_set(data_dir=data_dir)
     got, want = runner(INT8, target)(faces), keras_probabilities(model, faces)
     agree = float((got.argmax(1) == want.argmax(1)).mean())
     if not agree >= INT8_AGREEMENT:
         raise ValueError(f"the 8-bit model gives Keras's label on only {agree:.1%} of {len(faces)} faces (less "
                          f"than {INT8_AGREEMENT:.0%}); it was written to {target} but should not be used: "
                          "export --format onnx")
-    parity = {"faces": len(faces), "source": _source(data_dir), "labels_agree": agree,
+    parity = {"faces": len(faces), "source": source, "labels_agree": agree,
               "max_abs_diff_vs_keras": float(np.abs(got - want).max())}
     section = _section(card, INT8, target.name, parity)
     section["quantization"] = {
@@ -218,10 +224,6 @@ def export_int8(model, card, out_dir: str | Path, data_dir: str | Path | None) -
         "weights": "int8 per channel" + (", 7-bit range" if REDUCE_RANGE else ""), "activations": "uint8",
         "float32": "first convolution, last matrix product, softmax"}
     return _write_card(card, out, section)
-
-
-def _source(data_dir) -> str:
-    return "FER2013" if data_dir and Path(data_dir).is_dir() else "synthetic"
 
 
 def _section(card, fmt: str, file: str, parity: dict) -> dict:

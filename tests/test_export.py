@@ -225,6 +225,7 @@ def test_int8_export_is_calibrated_on_the_data_and_checked_by_labels(model_path,
     doc = json.loads((out / "fer.json").read_text())["export"]
     assert doc["file"] == INT8_FILE and doc["quantization"]["calibration_faces"] == 84
     assert doc["parity"]["labels_agree"] >= INT8_AGREEMENT
+    assert doc["parity"]["source"] == "synthetic"  # 14 test faces in the folder: fewer than the 500 compared
     model = load_model(model_path)[0]
     assert (out / INT8_FILE).stat().st_size < len(keras_to_onnx(model)) / 2
     faces = parity_faces(64, seed=5)
