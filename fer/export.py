@@ -1,4 +1,4 @@
-"""``python -m fer export --format onnx|tflite|savedmodel --out DIR``: the emotion model for other runtimes.
+"""``python -m fer export --format onnx|tflite|savedmodel|onnx-int8 --out DIR``: the emotion model for other runtimes.
 
 Every format takes raw faces and gives probabilities, with the preprocessing in the graph:
 
@@ -11,6 +11,8 @@ folder ``saved_model/``, signature ``serve``; TF Serving) by Keras' exporter. Th
 beside the file as ``fer.json``, with an ``export`` section saying the format, the input and output,
 how the file was made, its largest probability difference from Keras on 500 faces, and the
 optional prior correction (``probs / prior**tau``, renormalised) the live profile applies.
+``onnx-int8`` (``fer.int8.onnx``, a quarter of the size) is the 8-bit graph of :mod:`fer.quantize`, calibrated on
+the training faces of ``--data`` and checked by labels (:func:`export_int8`).
 """
 
 from __future__ import annotations
@@ -173,7 +175,8 @@ def export_model(model, card, fmt: str, out_dir: str | Path, data_dir: str | Pat
     """Write ``model`` in format ``fmt`` into ``out_dir`` with its card (``fer.json``), checked against Keras.
 
     Returns the card's ``export`` section. ``ValueError`` when the format cannot be produced here or
-    the exported file disagrees with Keras by more than :data:`PARITY_TOLERANCE` on any probability.
+    the exported file disagrees with Keras by more than :data:`PARITY_TOLERANCE` on any probability
+    (``onnx-int8``: :func:`export_int8`, checked by labels).
     """
     if fmt == INT8:
         return export_int8(model, card, out_dir, data_dir)
