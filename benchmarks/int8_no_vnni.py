@@ -25,38 +25,33 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path[:0] = [str(ROOT), str(ROOT / "benchmarks")]
 
 import numpy as np  # noqa: E402
 
-VARIANTS = {"float32": None, "int8, 7-bit weights (shipped)": True, "int8, 8-bit weights": False}
+VARIANTS = ("float32", "int8, 7-bit weights (shipped)", "int8, 8-bit weights")
 
 
 def child(folder: Path, tag: str) -> None:
     """Run every graph in ``folder`` on ``faces.npz`` (one thread) and write ``probs_<tag>.npz``."""
-    import onnxruntime as ort
+    from int8_speed import probabilities
 
-    x = np.load(folder / "faces.npz")["x"].astype(np.float32).reshape(-1, 48, 48, 1)
-    out = {}
-    for path in sorted(folder.glob("*.onnx")):
-        opts = ort.SessionOptions()
-        opts.intra_op_num_threads = opts.inter_op_num_threads = 1
-        session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-        name = session.get_inputs()[0].name
-        out[path.stem] = np.concatenate([session.run(None, {name: x[i:i + 50]})[0] for i in range(0, len(x), 50)])
+    from fer.onnx_runtime import OnnxClassifier
+
+    x = np.load(folder / "faces.npz")["x"]
+    out = {path.stem: probabilities(OnnxClassifier(str(path)), x) for path in sorted(folder.glob("*.onnx"))}
     np.savez(folder / f"probs_{tag}.npz", **out)
 
 
 def write_graphs(models: list[Path], train_x: np.ndarray, folder: Path) -> dict[str, tuple[str, str]]:
-    """Each model's three graphs as ``folder/<i>_<j>.onnx``; ``{stem: (model name, variant)}``."""
-    from fer.onnx_runtime import onnx_for_file
-    from fer.quantize import calibration_faces, quantize_int8
+    """Each model's three graphs (:data:`VARIANTS`) as ``folder/<i>_<j>.onnx``; ``{stem: (model name, variant)}``."""
+    from int8_speed import graphs
 
-    calibration, names = calibration_faces(train_x), {}
+    names = {}
     for i, model in enumerate(models):
-        graph = onnx_for_file(model)
-        for j, (variant, reduce_range) in enumerate(VARIANTS.items()):
-            data = graph if reduce_range is None else quantize_int8(graph, calibration, reduce_range)
+        graph, seven = graphs(model, train_x, reduce_range=True)
+        eight = graphs(model, train_x, reduce_range=False)[1]
+        for j, (variant, data) in enumerate(zip(VARIANTS, (graph, seven, eight))):
             (folder / f"{i}_{j}.onnx").write_bytes(data)
             names[f"{i}_{j}"] = (model.name, variant)
     return names
@@ -97,7 +92,6 @@ def main(argv: list[str] | None = None) -> int:
     if qemu is None:
         print("error: no qemu-x86_64: apt-get install -y qemu-user", file=sys.stderr)
         return 2
-    sys.path.insert(0, str(ROOT / "benchmarks"))
     from int8_speed import int8_dot_product, load_data
 
     data = load_data(args.models, args.data)

@@ -31,7 +31,7 @@ import tempfile
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import numpy as np
 
@@ -266,21 +266,27 @@ def sidecar(source: str | Path, graph: bytes) -> dict:
             "made_by": "python scripts/export_onnx_models.py (keras.Model.export, format='onnx')"}
 
 
+def read_recorded(path: Path, sidecar: Path, want: Callable[[], dict], hash_key: str) -> bytes | None:
+    """The bytes of ``path`` when its JSON ``sidecar`` records every value of ``want()`` (called only once both
+    files are read) and, under ``hash_key``, the SHA-256 of those bytes; else None (absent, unreadable, stale)."""
+    try:
+        meta = json.loads(sidecar.read_text())
+        data = path.read_bytes()
+    except (OSError, ValueError):
+        return None
+    if not isinstance(meta, dict):
+        return None
+    expected = {**want(), hash_key: hashlib.sha256(data).hexdigest()}
+    return data if all(meta.get(k) == v for k, v in expected.items()) else None
+
+
 def committed_graph(path: str | Path, digest: str | None = None) -> bytes | None:
     """The committed graph beside the ``.keras`` file ``path`` when its sidecar records this file's content
     (SHA-256), this converter version and opset, and the graph's own hash; else None (stale or absent)."""
     onnx_path, meta_path = committed_paths(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-        graph = onnx_path.read_bytes()
-    except (OSError, ValueError):
-        return None
-    digest = digest or file_digest(path)
-    want = {"source_sha256": digest, "converter_version": CONVERTER_VERSION, "opset": OPSET,
-            "onnx_sha256": hashlib.sha256(graph).hexdigest()}
-    if not isinstance(meta, dict) or any(meta.get(k) != v for k, v in want.items()):
-        return None
-    return graph
+    return read_recorded(onnx_path, meta_path, lambda: {
+        "source_sha256": digest or file_digest(path), "converter_version": CONVERTER_VERSION, "opset": OPSET},
+        "onnx_sha256")
 
 
 def write_committed(path: str | Path) -> Path:

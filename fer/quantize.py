@@ -102,19 +102,13 @@ def _sha(data: bytes) -> str:
 def committed_int8(path: str | Path) -> bytes | None:
     """The committed int8 graph of the ``.keras`` file ``path`` while its sidecar records the SHA-256 of the
     model's current committed float32 graph, this recipe's version and the int8 graph's own bytes; else None."""
-    from fer.onnx_runtime import committed_graph
+    from fer.onnx_runtime import committed_graph, read_recorded
 
-    small_path, meta_path = int8_paths(path)
-    try:
-        meta = json.loads(meta_path.read_text())
-        small = small_path.read_bytes()
-    except (OSError, ValueError):
-        return None
     graph = committed_graph(path) if Path(path).is_file() else None
-    if graph is None or not isinstance(meta, dict):
+    if graph is None:
         return None
-    want = {"float_onnx_sha256": _sha(graph), "quant_version": QUANT_VERSION, "int8_onnx_sha256": _sha(small)}
-    return small if all(meta.get(k) == v for k, v in want.items()) else None
+    return read_recorded(*int8_paths(path), lambda: {"float_onnx_sha256": _sha(graph), "quant_version": QUANT_VERSION},
+                         "int8_onnx_sha256")
 
 
 def _labels(clf, x: np.ndarray) -> np.ndarray:
